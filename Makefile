@@ -1,0 +1,42 @@
+# cachecluster developer commands. `make demo` and `make test` set everything up themselves.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test lint typecheck unit bench protos clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@if pkg-config --exists fuse3 2>/dev/null; then $(BIN)/pip install -q -e '.[fuse]'; fi
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+## The main job on the embedded default.
+demo: $(STAMP)
+	$(BIN)/cachecluster demo
+
+## The whole test suite: lint, types, tests.
+test: $(STAMP) lint typecheck unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+protos: $(STAMP)
+	$(BIN)/python -m cachecluster.protos.generate
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

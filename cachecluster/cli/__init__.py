@@ -1,0 +1,1 @@
+"""The cachecluster command line."""

@@ -1,0 +1,1 @@
+"""The client: reads blocks straight from the owning workers."""

@@ -1,0 +1,1 @@
+"""FUSE: a thin pyfuse3 adapter over the client."""

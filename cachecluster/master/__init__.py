@@ -1,0 +1,1 @@
+"""The master: membership, hash ring, datasets, metadata, DataLoad."""

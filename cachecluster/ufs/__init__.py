@@ -1,0 +1,1 @@
+"""Under file systems: one interface (base.py), one file a backend, a registry by scheme."""

@@ -1,0 +1,92 @@
+"""The one interface every under file system (UFS) backend implements.
+
+A backend serves one mount: a URI such as ``s3://bucket/dir``, ``oss://bucket/dir``
+or ``local:///abs/dir`` plus its options. Paths given to a backend are relative to
+that root (``"a/b.bin"``), normalised by :func:`cachecluster.common.paths.normalize_path`.
+
+Every call is idempotent and safe to retry. Blocking SDK calls run in the
+backend's thread pool, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Mapping
+from typing import ClassVar
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FileStatus:
+    """What a UFS says about one file or directory.
+
+    ``path`` is relative to the mount root, posix form, no leading slash
+    (``""`` is the root). ``version`` identifies the content: the ETag for
+    object stores, ``"<size>-<mtime_ns>"`` for local files; it changes whenever
+    the bytes change. Directories have size 0 and version ``""``.
+    """
+
+    path: str
+    size: int
+    version: str
+    mtime: float
+    is_dir: bool = False
+
+    @property
+    def name(self) -> str:
+        """The last component of ``path``."""
+        return self.path.rsplit("/", 1)[-1]
+
+
+class UfsBackend(abc.ABC):
+    """A read interface to one UFS mount.
+
+    Subclasses set ``schemes`` and register with
+    :func:`cachecluster.ufs.registry.register`. Errors: a missing path raises
+    :class:`cachecluster.common.errors.NotFound`; an object whose version is not
+    the one asked for raises :class:`~cachecluster.common.errors.VersionChanged`;
+    an unreachable or failing service raises
+    :class:`~cachecluster.common.errors.UfsError` (or ``Unavailable``).
+    """
+
+    schemes: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, uri: str, options: Mapping[str, str] | None = None) -> None:
+        self.uri = uri
+        self.options: dict[str, str] = dict(options or {})
+
+    @abc.abstractmethod
+    async def list(self, path: str = "", *, recursive: bool = False) -> list[FileStatus]:
+        """Entries under directory ``path`` (all descendants when ``recursive``).
+
+        Returned paths are relative to the mount root. Directories appear as
+        entries with ``is_dir=True``; with ``recursive`` only files are listed.
+        A missing directory raises ``NotFound``.
+        """
+
+    @abc.abstractmethod
+    async def stat(self, path: str) -> FileStatus:
+        """Status of one file or directory (``""`` is the root)."""
+
+    @abc.abstractmethod
+    async def read_into(
+        self, path: str, offset: int, buf: memoryview, *, version: str | None = None
+    ) -> int:
+        """Fill ``buf`` with the bytes at ``offset``; return how many were read.
+
+        The count is short only at end of file. With ``version``, raises
+        ``VersionChanged`` if the object no longer has that version, so that a
+        reader never mixes bytes of two versions. Large ranges may be fetched
+        as parallel range requests straight into ``buf`` (no extra copy).
+        """
+
+    async def read(self, path: str, offset: int, length: int, *, version: str | None = None) -> bytes:
+        """Up to ``length`` bytes at ``offset`` (short only at end of file)."""
+        buf = bytearray(length)
+        n = await self.read_into(path, offset, memoryview(buf), version=version)
+        del buf[n:]
+        return bytes(buf)
+
+    async def close(self) -> None:
+        """Release connections and threads. Safe to call twice."""
+        return None

@@ -1,0 +1,1 @@
+"""The worker: a tiered block store that reads missing blocks from the UFS."""
