@@ -1,0 +1,54 @@
+"""The ``cachecluster`` command: parses arguments and dispatches to one module a command.
+
+Errors reach the user as one line on stderr and an exit code from
+:mod:`cachecluster.common.error_map`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from cachecluster.common.error_map import to_exit_code
+from cachecluster.common.errors import CacheClusterError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser with every subcommand registered."""
+    from cachecluster.cli import demo
+
+    parser = argparse.ArgumentParser(
+        prog="cachecluster",
+        description="A distributed dataset cache for OSS, S3 and local datasets.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug lines")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    demo.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        return 130
+    except (CacheClusterError, OSError) as exc:
+        print(f"cachecluster {args.command}: {exc}", file=sys.stderr)
+        return to_exit_code(exc)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

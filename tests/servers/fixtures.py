@@ -1,0 +1,1 @@
+"""pytest fixtures for the servers tests need (filled in by the UFS work)."""
