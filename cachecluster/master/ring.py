@@ -219,7 +219,7 @@ class HashRing:
 
     @classmethod
     def from_snapshot(cls, snapshot: RingSnapshot) -> HashRing:
-        """The ring ``snapshot`` describes; an unknown scheme is an ``InvalidArgument``."""
+        """The ring ``snapshot`` describes, built; an unknown scheme is an ``InvalidArgument``."""
         if snapshot.scheme != RING_SCHEME:
             raise InvalidArgument(
                 f"ring scheme {snapshot.scheme!r}: this client computes only {RING_SCHEME!r}"
@@ -227,7 +227,9 @@ class HashRing:
         ids = [worker.worker_id for worker in snapshot.workers]
         if len(set(ids)) != len(ids):
             raise InvalidArgument("ring snapshot: duplicate worker ids")
-        return cls(snapshot.workers, vnodes=snapshot.vnodes)
+        ring = cls(snapshot.workers, vnodes=snapshot.vnodes)
+        ring.build()
+        return ring
 
     def snapshot(self) -> RingSnapshot:
         """The serialisable form of this ring."""
