@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m bench.<name>``; they report figures, they do not pass or fail."""

@@ -1,0 +1,300 @@
+"""Benchmark of the data path: worker data server -> client, against its ceilings.
+
+Run: ``.venv/bin/python -m bench.bench_data_path [--size-mib 1024] [--runs 3]``.
+
+One file of ``--size-mib`` on /dev/shm is served in ``--block-mib`` blocks by a
+server in another process (uvloop in both). Measured in the same run, each
+run going through all four in turn:
+
+(a) baseline: a raw socket, ``os.sendfile`` of the whole file -> ``recv_into``
+    a preallocated buffer (the loopback TCP ceiling, as iperf3 would give);
+(b) the data protocol over TCP, ``--depth`` requests in flight on one connection;
+(c) the data protocol over a Unix socket, same;
+(d) a plain tmpfs read (``readinto``) of the file.
+
+Prints medians with min/max in GB/s and the ratios TCP/baseline (target >= 0.75)
+and Unix/tmpfs (target >= 0.5). Received bytes are checked against the file
+once, outside the timings. Everything it creates is removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import mmap
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
+
+import uvloop
+
+from cachecluster.client.data_conn import DataConnection
+from cachecluster.common.errors import NotFound
+from cachecluster.common.frames import BlockRef, ReadRequest
+from cachecluster.worker.data_server import DataServer
+
+MiB = 1 << 20
+_KEY = "bench"
+_BLOCK_ID = "0" * 32
+
+
+# ----------------------------------------------------------------- server side
+
+
+@dataclass
+class _FileLease:
+    fd: object
+    offset: int
+    length: int
+
+    def fileno(self) -> int:
+        assert isinstance(self.fd, int)
+        return self.fd
+
+    def read(self) -> bytes:
+        return os.pread(self.fileno(), self.length, self.offset)
+
+    def close(self) -> None:
+        pass
+
+
+class _FileOpener:
+    """Block ``index`` of one file is ``block_size`` bytes at ``index * block_size``."""
+
+    def __init__(self, path: str, block_size: int) -> None:
+        self.fd = os.open(path, os.O_RDONLY)
+        self.size = os.fstat(self.fd).st_size
+        self.block_size = block_size
+
+    async def open_block(self, request: ReadRequest) -> _FileLease:
+        start = request.key.index * self.block_size
+        if request.key.path != _KEY or start >= self.size:
+            raise NotFound(f"no block {request.key.index} in the bench file")
+        return _FileLease(self.fd, start, min(self.block_size, self.size - start))
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+async def _raw_sendfile_server(listener: socket.socket, path: str) -> None:
+    """Baseline: each connection gets the whole file by sendfile, then EOF."""
+    loop = asyncio.get_running_loop()
+    fd = os.open(path, os.O_RDONLY)
+    size = os.fstat(fd).st_size
+    while True:
+        sock, _ = await loop.sock_accept(listener)
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        offset = 0
+        try:
+            while offset < size:
+                try:
+                    offset += os.sendfile(sock.fileno(), fd, offset, size - offset)
+                except BlockingIOError:
+                    ready: asyncio.Future[None] = loop.create_future()
+                    loop.add_writer(sock, _wake, ready)
+                    try:
+                        await ready
+                    finally:
+                        loop.remove_writer(sock)
+        except OSError:
+            pass
+        finally:
+            sock.close()
+
+
+async def _serve(path: str, block_size: int, unix_path: str) -> None:
+    opener = _FileOpener(path, block_size)
+    server = DataServer(opener, unix_path=unix_path, max_payload=max(block_size, 64 * MiB))
+    await server.start()
+    raw = socket.create_server(("127.0.0.1", 0))
+    raw.setblocking(False)
+    raw_task = asyncio.get_running_loop().create_task(_raw_sendfile_server(raw, path))
+    print(json.dumps({"port": server.port, "raw_port": raw.getsockname()[1]}), flush=True)
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, sys.stdin.read)  # until the parent closes our stdin
+    raw_task.cancel()
+    raw.close()
+    await server.close()
+    os.close(opener.fd)
+
+
+# ----------------------------------------------------------------- client side
+
+
+def _touch(buf: bytearray) -> None:
+    """Fault the pages in once, so that no run pays for first-touch."""
+    view = memoryview(buf)
+    for i in range(0, len(buf), 4096):
+        view[i] = 0
+
+
+async def _raw_baseline(port: int, size: int, ring: memoryview) -> None:
+    loop = asyncio.get_running_loop()
+    sock = socket.socket()
+    sock.setblocking(False)
+    await loop.sock_connect(sock, ("127.0.0.1", port))
+    got, pos = 0, 0
+    try:
+        while got < size:
+            if pos == len(ring):
+                pos = 0
+            n = await loop.sock_recv_into(sock, ring[pos:])
+            if n == 0:
+                raise ConnectionError(f"baseline server stopped after {got} bytes")
+            got += n
+            pos += n
+    finally:
+        sock.close()
+
+
+async def _protocol_read(
+    conn: DataConnection,
+    size: int,
+    block_size: int,
+    depth: int,
+    ring: memoryview,
+    check: mmap.mmap | None = None,
+) -> None:
+    blocks = (size + block_size - 1) // block_size
+    next_index = iter(range(blocks))
+
+    async def lane(slot: int) -> None:
+        buf = ring[slot * block_size : (slot + 1) * block_size]
+        for index in next_index:
+            key = BlockRef("bench", _KEY, "1", index)
+            n = await conn.read_block(_BLOCK_ID, key, 0, block_size, buf)
+            expected = min(block_size, size - index * block_size)
+            if n != expected:
+                raise AssertionError(f"block {index}: {n} bytes, expected {expected}")
+            if check is not None and buf[:n] != check[index * block_size : index * block_size + n]:
+                raise AssertionError(f"block {index}: bytes differ from the file")
+
+    await asyncio.gather(*(lane(slot) for slot in range(depth)))
+
+
+def _tmpfs_read(path: str, ring: memoryview, chunk: int) -> None:
+    with open(path, "rb", buffering=0) as f:
+        pos = 0
+        while True:
+            if pos + chunk > len(ring):
+                pos = 0
+            n = f.readinto(ring[pos : pos + chunk])
+            if not n:
+                return
+            pos += n
+
+
+def _make_file(path: str, size: int) -> None:
+    pattern = os.urandom(64 * MiB)
+    with open(path, "wb") as f:
+        left = size
+        while left > 0:
+            f.write(pattern[: min(left, len(pattern))])
+            left -= min(left, len(pattern))
+
+
+async def _bench(args: argparse.Namespace, workdir: str) -> dict[str, list[float]]:
+    size = args.size_mib * MiB
+    block_size = args.block_mib * MiB
+    path = os.path.join(workdir, "data.bin")
+    unix_path = os.path.join(workdir, "data.sock")
+    _make_file(path, size)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bench.bench_data_path", "--serve", path, "--unix", unix_path,
+         "--block-mib", str(args.block_mib)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert server.stdout is not None and server.stdin is not None
+    ring_buf = bytearray(block_size * args.depth)
+    _touch(ring_buf)
+    ring = memoryview(ring_buf)
+    results: dict[str, list[float]] = {"baseline": [], "tcp": [], "unix": [], "tmpfs": []}
+    conns: list[DataConnection] = []
+    try:
+        ports = json.loads(server.stdout.readline())
+        conns.append(await DataConnection.connect("127.0.0.1", ports["port"]))
+        conns.append(await DataConnection.connect_unix(unix_path))
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as check:
+            for conn in conns:  # correctness once, and a warm-up
+                await _protocol_read(conn, size, block_size, args.depth, ring, check)
+
+        async def timed(name: str, body: Awaitable[None]) -> None:
+            start = time.perf_counter()
+            await body
+            results[name].append(size / (time.perf_counter() - start) / 1e9)
+
+        async def tmpfs() -> None:
+            _tmpfs_read(path, ring, block_size)
+
+        tcp, unix = conns
+        for _ in range(args.runs):
+            await timed("baseline", _raw_baseline(ports["raw_port"], size, ring))
+            await timed("tcp", _protocol_read(tcp, size, block_size, args.depth, ring))
+            await timed("unix", _protocol_read(unix, size, block_size, args.depth, ring))
+            await timed("tmpfs", tmpfs())
+    finally:
+        for conn in conns:
+            await conn.close()
+        server.stdin.close()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        server.stdout.close()
+    return results
+
+
+def _report(args: argparse.Namespace, results: dict[str, list[float]]) -> None:
+    print(
+        f"data path, {args.size_mib} MiB file on tmpfs, {args.block_mib} MiB blocks, "
+        f"depth {args.depth}, {args.runs} runs, uvloop both sides (GB/s)"
+    )
+    labels = {
+        "baseline": "(a) raw sendfile -> recv_into, TCP",
+        "tcp": "(b) data protocol, TCP",
+        "unix": "(c) data protocol, Unix socket",
+        "tmpfs": "(d) tmpfs readinto",
+    }
+    median = {name: statistics.median(values) for name, values in results.items()}
+    for name, values in results.items():
+        spread = f"(min {min(values):.2f}, max {max(values):.2f})"
+        print(f"  {labels[name]:<38} {median[name]:6.2f}  {spread}")
+    print(f"  ratio TCP / baseline   {median['tcp'] / median['baseline']:.2f}  (target >= 0.75)")
+    print(f"  ratio Unix / tmpfs     {median['unix'] / median['tmpfs']:.2f}  (target >= 0.5)")
+    print(f"  ratio Unix / TCP       {median['unix'] / median['tcp']:.2f}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark (or, with ``--serve``, be its server process)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--block-mib", type=int, default=4)
+    parser.add_argument("--depth", type=int, default=8, help="requests in flight")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--dir", default="/dev/shm", help="where the test file goes (tmpfs)")
+    parser.add_argument("--serve", metavar="FILE", help=argparse.SUPPRESS)
+    parser.add_argument("--unix", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        uvloop.run(_serve(args.serve, args.block_mib * MiB, args.unix))
+        return
+    with tempfile.TemporaryDirectory(prefix="cc-bench-", dir=args.dir) as workdir:
+        results = uvloop.run(_bench(args, workdir))
+    _report(args, results)
+
+
+if __name__ == "__main__":
+    main()

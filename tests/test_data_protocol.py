@@ -1,0 +1,648 @@
+"""The data protocol end to end: a real DataServer and real DataConnections on 127.0.0.1.
+
+Each test runs its own event loop (stdlib asyncio and uvloop: the worker runs
+uvloop) and stops everything it started, also when it fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+import uvloop
+
+from cachecluster.client.data_conn import DataConnection, DataConnectionPool, WorkerAddress
+from cachecluster.common import frames
+from cachecluster.common.errors import (
+    CacheClusterError,
+    ErrorKind,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unavailable,
+)
+from cachecluster.common.frames import BlockRef, FrameError, PingRequest, ReadRequest
+from cachecluster.worker.data_server import DataServer
+
+BLOCK = 1 << 20  # 1 MiB blocks keep the tests quick
+FILE_HEADER = 4096  # file-backed blocks start after a header, as block files do
+
+LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
+    "asyncio": asyncio.new_event_loop,
+    "uvloop": uvloop.new_event_loop,
+}
+
+
+def run(loop_name: str, coro: Awaitable[None]) -> None:
+    """Run one test body on a fresh loop of the given kind."""
+
+    async def body() -> None:
+        await asyncio.wait_for(coro, 30)
+
+    with asyncio.Runner(loop_factory=LOOPS[loop_name]) as runner:
+        runner.run(body())
+
+
+def block_id(n: int) -> str:
+    return f"{n:032x}"
+
+
+# --------------------------------------------------------------- a test opener
+
+
+@dataclass
+class FakeLease:
+    """A lease like BlockStore's: a file and an offset, or bytes in memory."""
+
+    store: FakeStore
+    length: int
+    offset: int = 0
+    fd: Any = None
+    data: bytes = b""
+
+    def fileno(self) -> int:
+        return int(self.fd.fileno())
+
+    def read(self) -> bytes:
+        return self.data
+
+    def close(self) -> None:
+        self.store.open_leases -= 1
+
+
+@dataclass
+class FakeStore:
+    """An opener over blocks in a file or in memory, with failures on demand.
+
+    Block n's bytes are ``blocks[n]``. Odd blocks live in ``path`` after a
+    header, even ones in memory. Blocks in ``gates`` wait for their event.
+    """
+
+    path: Path
+    blocks: dict[int, bytes]
+    delays: dict[int, float] = field(default_factory=dict)
+    gates: dict[int, asyncio.Event] = field(default_factory=dict)
+    caps: list[bytes | None] = field(default_factory=list)
+    open_leases: int = 0
+    opening: int = 0
+    max_opening: int = 0
+    _offsets: dict[int, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        with open(self.path, "wb") as f:
+            for n, data in self.blocks.items():
+                if n % 2:
+                    f.write(b"\xee" * FILE_HEADER)
+                    self._offsets[n] = f.tell()
+                    f.write(data)
+        self.file = open(self.path, "rb")  # noqa: SIM115 - closed by close()
+
+    def close(self) -> None:
+        self.file.close()
+
+    async def open_block(self, request: ReadRequest) -> FakeLease:
+        self.caps.append(request.cap)
+        if request.cap == b"deny":
+            raise PermissionDenied(f"capability refused for block {request.block_id}")
+        if request.cap == b"down":
+            raise Unavailable("the UFS is down")
+        if request.cap == b"crash":
+            raise RuntimeError("opener bug")
+        n = int(request.block_id, 16)
+        if n not in self.blocks or request.key.index != n:
+            raise NotFound(f"no block {request.block_id}")
+        self.opening += 1
+        self.max_opening = max(self.max_opening, self.opening)
+        try:
+            if n in self.delays:
+                await asyncio.sleep(self.delays[n])
+            if n in self.gates:
+                await self.gates[n].wait()
+        finally:
+            self.opening -= 1
+        self.open_leases += 1
+        data = self.blocks[n]
+        if n % 2:
+            return FakeLease(self, len(data), self._offsets[n], fd=self.file)
+        return FakeLease(self, len(data), data=data)
+
+
+def make_blocks(count: int = 6, seed: int = 1) -> dict[int, bytes]:
+    rnd = random.Random(seed)
+    blocks = {n: rnd.randbytes(BLOCK) for n in range(count)}
+    blocks[count] = rnd.randbytes(BLOCK // 3 + 7)  # a short last block, file-backed if odd
+    return blocks
+
+
+def key(n: int) -> BlockRef:
+    return BlockRef("mount-1", "dir/file.bin", "etag-1", n)
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    tmp_path: Path, blocks: dict[int, bytes] | None = None, **kwargs: Any
+) -> AsyncIterator[tuple[DataServer, FakeStore]]:
+    store = FakeStore(tmp_path / "blocks.bin", blocks if blocks is not None else make_blocks())
+    server = DataServer(store, unix_path=str(tmp_path / "data.sock"), **kwargs)
+    try:
+        await server.start()
+        yield server, store
+    finally:
+        await server.close()
+        store.close()
+
+
+@contextlib.asynccontextmanager
+async def connected(server: DataServer, transport: str) -> AsyncIterator[DataConnection]:
+    if transport == "unix":
+        assert server.unix_path is not None
+        conn = await DataConnection.connect_unix(server.unix_path)
+    else:
+        conn = await DataConnection.connect("127.0.0.1", server.port)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def read(conn: DataConnection, n: int, offset: int = 0, length: int = BLOCK) -> bytes:
+    buf = bytearray(length)
+    got = await conn.read_block(block_id(n), key(n), offset, length, buf)
+    return bytes(buf[:got])
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def loop_name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(params=["tcp", "unix"])
+def transport(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A short directory: Unix socket paths are limited to about 100 bytes."""
+    with contextlib.ExitStack() as stack:
+        import tempfile
+
+        yield Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cc-dp-")))
+
+
+# --------------------------------------------------------------- frames alone
+
+
+def test_request_round_trip() -> None:
+    request = ReadRequest(7, block_id(3), key(3), 10, 20, b"tok")
+    data = frames.encode_request(request)
+    header_length, payload_length = frames.decode_prefix(data[:8], frames.DEFAULT_MAX_PAYLOAD)
+    assert (header_length, payload_length) == (len(data) - 8, 0)
+    assert frames.decode_request(data[8:], 0) == request
+    ping = frames.encode_request(PingRequest(9))
+    assert frames.decode_request(ping[8:], 0) == PingRequest(9)
+    assert frames.decode_request(msgpack.packb({"op": "ping"}), 0) == PingRequest(0)
+
+
+def test_response_round_trip_and_error_classes() -> None:
+    ok = frames.encode_ok(4, 100)
+    assert frames.decode_response(ok[8:], 100) == frames.Response(4, True, 100)
+    for kind, cls in frames.ERROR_CLASSES.items():
+        data = frames.encode_error(5, kind, "line one\nline two")
+        response = frames.decode_response(data[8:], 0)
+        error = response.error("w:1")
+        assert type(error) is cls and error.kind is kind
+        assert str(error) == "w:1: line one line two"
+
+
+@pytest.mark.parametrize(
+    ("prefix", "reason"),
+    [
+        ((0, 0), "header length 0"),
+        ((frames.MAX_HEADER + 1, 0), "header length"),
+        ((10, 2**20 + 1), "payload length"),
+    ],
+)
+def test_prefix_limits(prefix: tuple[int, int], reason: str) -> None:
+    with pytest.raises(FrameError, match=reason) as info:
+        frames.decode_prefix(frames.PREFIX.pack(*prefix), 2**20)
+    assert isinstance(info.value, InvalidArgument)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"op": "write"}, "unknown op"),
+        ({"id": -1}, "'id'"),
+        ({"id": True}, "'id' must be an integer"),
+        ({"block": "XYZ"}, "'block'"),
+        ({"key": [1]}, "'key' must be a map"),
+        ({"key": {"mount": "m", "path": "p", "version": 1, "index": 0}}, "'version'"),
+        ({"off": -5}, "'off'"),
+        ({"len": 2**20 + 1}, "'len'"),
+        ({"cap": "text"}, "'cap' must be bytes"),
+    ],
+)
+def test_request_fields_are_checked(change: dict[str, Any], reason: str) -> None:
+    header = {
+        "op": "read",
+        "id": 1,
+        "block": block_id(1),
+        "key": {"mount": "m", "path": "p", "version": "v", "index": 1},
+        "off": 0,
+        "len": 10,
+        "cap": None,
+    }
+    header.update(change)
+    with pytest.raises(FrameError, match=reason):
+        frames.decode_request(msgpack.packb(header), 0, 2**20)
+
+
+def test_headers_that_are_not_maps() -> None:
+    for body in (msgpack.packb([1, 2]), msgpack.packb(3), b"\xc1", msgpack.packb({1: 2})):
+        with pytest.raises(FrameError):
+            frames.decode_request(body, 0)
+    with pytest.raises(FrameError, match="no payload"):
+        frames.decode_request(msgpack.packb({"op": "ping"}), 3)
+
+
+# ------------------------------------------------------------ over the wire
+
+
+def test_blocks_arrive_intact(loop_name: str, transport: str, short_tmp: Path) -> None:
+    blocks = make_blocks()
+
+    async def body() -> None:
+        async with serving(short_tmp, blocks) as (server, store), connected(server, transport) as c:
+            for n, data in blocks.items():
+                got = await read(c, n)
+                assert hashlib.sha256(got).hexdigest() == hashlib.sha256(data).hexdigest()
+            assert store.open_leases == 0
+            assert server.stats.bytes_sent == sum(len(d) for d in blocks.values())
+            assert server.stats.requests == len(blocks)
+
+    run(loop_name, body())
+
+
+def test_pipelined_reads_return_each_caller_its_bytes(
+    loop_name: str, transport: str, short_tmp: Path
+) -> None:
+    blocks = make_blocks(8)
+    rnd = random.Random(5)
+    # Slow opens early in the stream: later answers must still wait their turn.
+    delays = {0: 0.05, 3: 0.03, 5: 0.01}
+    picks = [rnd.randrange(9) for _ in range(60)]
+    reads = [(n, rnd.randrange(len(blocks[n])), rnd.randrange(1, BLOCK)) for n in picks]
+
+    async def body() -> None:
+        async with serving(short_tmp, blocks) as (server, store), connected(server, transport) as c:
+            store.delays.update(delays)
+            results = await asyncio.gather(*(read(c, n, off, length) for n, off, length in reads))
+            for (n, off, length), got in zip(reads, results, strict=True):
+                assert got == blocks[n][off : off + length]
+            assert store.max_opening > 1  # opens overlapped
+            assert store.open_leases == 0
+            assert not c.closed
+
+    run(loop_name, body())
+
+
+def test_odd_offsets_and_lengths(loop_name: str, short_tmp: Path) -> None:
+    blocks = make_blocks(2)
+    last = 2  # BLOCK // 3 + 7 bytes, in memory
+
+    async def body() -> None:
+        async with serving(short_tmp, blocks) as (server, _), connected(server, "tcp") as c:
+            for n in (1, last):
+                data = blocks[n]
+                size = len(data)
+                for off, length in [(1, 1), (4095, 4097), (size - 1, 10), (size, 5), (0, 0)]:
+                    assert await read(c, n, off, length) == data[off : off + length]
+                # Asking past the end of a short block returns what there is.
+                assert await read(c, n, 10, BLOCK) == data[10:]
+            with pytest.raises(InvalidArgument, match="past the end"):
+                await read(c, last, len(blocks[last]) + 1, 10)
+            assert await read(c, 1) == blocks[1]  # still usable
+            with pytest.raises(InvalidArgument):
+                await c.read_block(block_id(1), key(1), 0, 11, bytearray(10))
+
+    run(loop_name, body())
+
+
+def test_error_responses_keep_the_connection(
+    loop_name: str, transport: str, short_tmp: Path
+) -> None:
+    blocks = make_blocks(2)
+
+    async def attempt(c: DataConnection, n: int, cap: bytes | None) -> int:
+        return await c.read_block(block_id(n), key(n), 0, BLOCK, bytearray(BLOCK), cap=cap)
+
+    async def body() -> None:
+        async with serving(short_tmp, blocks) as (server, store), connected(server, transport) as c:
+            with pytest.raises(NotFound, match="no block"):
+                await attempt(c, 77, None)
+            with pytest.raises(PermissionDenied, match="capability refused"):
+                await attempt(c, 1, b"deny")
+            with pytest.raises(Unavailable, match="UFS is down"):
+                await attempt(c, 1, b"down")
+            with pytest.raises(CacheClusterError, match="opener bug") as info:
+                await attempt(c, 1, b"crash")
+            assert info.value.kind is ErrorKind.INTERNAL
+            # errors and good reads interleaved in one pipeline
+            results = await asyncio.gather(
+                attempt(c, 0, b"tok"), attempt(c, 99, None), attempt(c, 1, None),
+                return_exceptions=True,
+            )  # fmt: skip
+            assert results[0] == BLOCK and results[2] == BLOCK
+            assert isinstance(results[1], NotFound)
+            assert b"tok" in store.caps
+            await c.ping()
+            assert not c.closed
+            assert server.stats.errors == 5
+            assert server.stats.connections_failed == 0
+
+    run(loop_name, body())
+
+
+def test_closed_server_fails_pending_reads(loop_name: str, transport: str, short_tmp: Path) -> None:
+    async def body() -> None:
+        async with serving(short_tmp) as (server, store), connected(server, transport) as c:
+            store.gates[1] = asyncio.Event()  # never set: the server holds the read
+            pending = [asyncio.ensure_future(read(c, 1)) for _ in range(3)]
+            while store.opening < 1:
+                await asyncio.sleep(0.005)
+            await server.close()
+            for task in pending:
+                with pytest.raises(Unavailable, match=r"data connection to \S+ lost"):
+                    await task
+            assert c.closed
+            with pytest.raises(Unavailable, match="closed"):
+                await read(c, 0)
+            assert store.open_leases == 0
+
+    run(loop_name, body())
+
+
+SERVER_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, sys, uvloop
+    from cachecluster.worker.data_server import DataServer
+
+    class Stuck:
+        async def open_block(self, request):
+            await asyncio.Event().wait()
+
+    async def main():
+        server = DataServer(Stuck())
+        await server.start()
+        print(server.port, flush=True)
+        await asyncio.Event().wait()
+
+    uvloop.run(main())
+    """
+)
+
+
+def test_killed_server_fails_pending_reads(loop_name: str) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVER_SCRIPT], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+
+        async def body() -> None:
+            async with contextlib.AsyncExitStack() as stack:
+                c = await DataConnection.connect("127.0.0.1", port)
+                stack.push_async_callback(c.close)
+                await c.ping()
+                pending = [asyncio.ensure_future(read(c, n)) for n in range(4)]
+                await asyncio.sleep(0.05)
+                os.kill(proc.pid, signal.SIGKILL)
+                for task in pending:
+                    with pytest.raises(Unavailable, match=f"127.0.0.1:{port}"):
+                        await task
+                assert c.closed
+            with pytest.raises(Unavailable, match="cannot connect"):
+                await DataConnection.connect("127.0.0.1", port, timeout=2)
+
+        run(loop_name, body())
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+async def recv_until_eof(sock: socket.socket, timeout: float = 5.0) -> bytes:
+    """Everything the server sends until it closes the connection.
+
+    A server that closes with our bytes unread resets the connection: also an end.
+    """
+    loop = asyncio.get_running_loop()
+    chunks: list[bytes] = []
+    while True:
+        try:
+            data = await asyncio.wait_for(loop.sock_recv(sock, 65536), timeout)
+        except ConnectionResetError:
+            return b"".join(chunks)
+        if not data:
+            return b"".join(chunks)
+        chunks.append(data)
+
+
+async def raw_connection(server: DataServer) -> socket.socket:
+    sock = socket.socket()
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
+    return sock
+
+
+def test_garbage_from_one_client_does_not_disturb_another(loop_name: str, short_tmp: Path) -> None:
+    blocks = make_blocks(4)
+
+    async def body() -> None:
+        async with serving(short_tmp, blocks) as (server, _), connected(server, "tcp") as good:
+            stop = asyncio.Event()
+
+            async def keep_reading() -> int:
+                count = 0
+                while not stop.is_set():
+                    n = count % 4
+                    assert await read(good, n) == blocks[n]
+                    count += 1
+                return count
+
+            reader = asyncio.ensure_future(keep_reading())
+            try:
+                loop = asyncio.get_running_loop()
+                for garbage in (
+                    b"\x00" * 8,  # header length 0
+                    b"GET / HTTP/1.1\r\n\r\n",
+                    frames.PREFIX.pack(5, 0) + b"\xc1\xc1\xc1\xc1\xc1",
+                    frames.PREFIX.pack(1, 2**31),
+                    frames.encode_request(PingRequest(1))[:-2],  # truncated, then EOF
+                ):
+                    sock = await raw_connection(server)
+                    try:
+                        await loop.sock_sendall(sock, garbage)
+                        sock.shutdown(socket.SHUT_WR)
+                        assert await recv_until_eof(sock) == b""
+                    finally:
+                        sock.close()
+            finally:
+                stop.set()
+                count = await reader
+            assert count > 0
+            assert not good.closed
+            assert server.stats.connections_failed == 5
+
+    run(loop_name, body())
+
+
+def test_a_well_framed_bad_request_gets_an_error_response(loop_name: str, short_tmp: Path) -> None:
+    async def body() -> None:
+        async with serving(short_tmp) as (server, _):
+            sock = await raw_connection(server)
+            try:
+                bad = msgpack.packb({"op": "read", "id": 3, "block": "nope"})
+                ping = frames.encode_request(PingRequest(4))
+                frame = frames.PREFIX.pack(len(bad), 0) + bad + ping
+                await asyncio.get_running_loop().sock_sendall(sock, frame)
+                sock.shutdown(socket.SHUT_WR)
+                data = await recv_until_eof(sock)
+            finally:
+                sock.close()
+            first_length = frames.PREFIX.unpack(data[:8])[0]
+            error = frames.decode_response(data[8 : 8 + first_length], 0)
+            assert (error.request_id, error.ok, error.kind) == (3, False, ErrorKind.INVALID)
+            rest = data[8 + first_length :]
+            assert frames.decode_response(rest[8:], 0) == frames.Response(4, True, 0)
+
+    run(loop_name, body())
+
+
+def test_cancelled_reads(loop_name: str, short_tmp: Path) -> None:
+    blocks = make_blocks(3)
+
+    async def body() -> None:
+        async with serving(short_tmp, blocks) as (server, store), connected(server, "tcp") as c:
+            store.delays[2] = 0.05
+            # Cancelled before its payload arrives: the payload is discarded, the link lives.
+            slow = asyncio.ensure_future(read(c, 2))
+            after = asyncio.ensure_future(read(c, 1))
+            await asyncio.sleep(0.01)
+            slow.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await slow
+            assert await after == blocks[1]
+            assert await read(c, 0) == blocks[0]
+            assert not c.closed
+
+    run(loop_name, body())
+
+
+def test_read_cancelled_mid_payload_closes_the_connection(loop_name: str) -> None:
+    """Once bytes flow into a caller's buffer, cancelling it must stop them for good."""
+
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+        listener = socket.create_server(("127.0.0.1", 0))
+        listener.setblocking(False)
+        peer: socket.socket | None = None
+        c: DataConnection | None = None
+        try:
+            c = await DataConnection.connect("127.0.0.1", listener.getsockname()[1])
+            peer, _ = await loop.sock_accept(listener)
+            peer.setblocking(False)
+            buf = bytearray(b"." * 100)
+            call = asyncio.ensure_future(c.read_block(block_id(1), key(1), 0, 100, buf))
+            request = await loop.sock_recv(peer, 4096)
+            assert request[8:] and frames.PREFIX.unpack(request[:8])[1] == 0
+            await loop.sock_sendall(peer, frames.encode_ok(1, 100) + b"x" * 40)
+            while buf[:40] != b"x" * 40:
+                await asyncio.sleep(0.002)
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+            assert c.closed
+            with contextlib.suppress(OSError):
+                await loop.sock_sendall(peer, b"y" * 60)
+            await asyncio.sleep(0.02)
+            assert buf == b"x" * 40 + b"." * 60
+            with pytest.raises(Unavailable):
+                await c.ping()
+        finally:
+            if c is not None:
+                await c.close()
+            if peer is not None:
+                peer.close()
+            listener.close()
+
+    run(loop_name, body())
+
+
+def test_pool_reconnects_and_prefers_unix(loop_name: str, short_tmp: Path) -> None:
+    blocks = make_blocks(2)
+
+    async def body() -> None:
+        async with serving(short_tmp, blocks) as (server, _):
+            pool = DataConnectionPool(connections_per_worker=2)
+            try:
+                tcp = WorkerAddress("127.0.0.1", server.port)
+                buf = bytearray(BLOCK)
+                assert await pool.read_block(tcp, block_id(1), key(1), 0, BLOCK, buf) == BLOCK
+                assert bytes(buf) == blocks[1]
+                first, second = await pool.get(tcp), await pool.get(tcp)
+                assert first is not second and first.address == f"127.0.0.1:{server.port}"
+                assert await pool.get(tcp) is first
+                await first.close()
+                again = await pool.get(tcp)
+                assert again is not first and not again.closed
+                assert await again.read_block(block_id(0), key(0), 0, 10, buf) == 10
+                local = WorkerAddress("127.0.0.1", server.port, server.unix_path)
+                assert (await pool.get(local)).address.startswith("unix:")
+                gone = WorkerAddress("127.0.0.1", server.port, str(short_tmp / "nobody.sock"))
+                assert (await pool.get(gone)).address == str(tcp)
+            finally:
+                await pool.close()
+            with pytest.raises(Unavailable, match="pool is closed"):
+                await pool.get(tcp)
+
+    run(loop_name, body())
+
+
+def test_server_close_is_clean_with_idle_connections(short_tmp: Path) -> None:
+    async def body() -> None:
+        async with serving(short_tmp) as (server, _):
+            conns = [await DataConnection.connect("127.0.0.1", server.port) for _ in range(3)]
+            try:
+                for c in conns:
+                    await c.ping()
+                assert server.stats.connections_open == 3
+                await server.close()
+                for c in conns:
+                    with contextlib.suppress(Unavailable):
+                        await c.ping()
+                    assert c.closed
+                assert server.stats.connections_open == 0
+                assert not os.path.exists(str(short_tmp / "data.sock"))
+            finally:
+                for c in conns:
+                    await c.close()
+
+    run("uvloop", body())
