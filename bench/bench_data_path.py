@@ -148,7 +148,10 @@ async def _raw_baseline(port: int, size: int, ring: memoryview) -> None:
         while got < size:
             if pos == len(ring):
                 pos = 0
-            n = await loop.sock_recv_into(sock, ring[pos:])
+            try:  # as the client does: take what has arrived, wait on the loop only when empty
+                n = sock.recv_into(ring[pos:])
+            except BlockingIOError:
+                n = await loop.sock_recv_into(sock, ring[pos:])
             if n == 0:
                 raise ConnectionError(f"baseline server stopped after {got} bytes")
             got += n

@@ -13,6 +13,7 @@ import os
 import random
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import textwrap
@@ -314,7 +315,7 @@ def test_pipelined_reads_return_each_caller_its_bytes(
             results = await asyncio.gather(*(read(c, n, off, length) for n, off, length in reads))
             for (n, off, length), got in zip(reads, results, strict=True):
                 assert got == blocks[n][off : off + length]
-            assert store.max_opening > 1  # opens overlapped
+            assert 1 < store.max_opening <= server.max_in_flight  # overlapped, and bounded
             assert store.open_leases == 0
             assert not c.closed
 
@@ -510,6 +511,37 @@ def test_garbage_from_one_client_does_not_disturb_another(loop_name: str, short_
             assert count > 0
             assert not good.closed
             assert server.stats.connections_failed == 5
+
+    run(loop_name, body())
+
+
+def test_client_vanishing_mid_transfer_releases_its_leases(loop_name: str, short_tmp: Path) -> None:
+    blocks = make_blocks(4)
+
+    async def body() -> None:
+        async with serving(short_tmp, blocks) as (server, store), connected(server, "tcp") as good:
+            loop = asyncio.get_running_loop()
+            for _ in range(3):
+                sock = await raw_connection(server)
+                try:
+                    requests = b"".join(
+                        frames.encode_request(ReadRequest(i, block_id(n), key(n), 0, BLOCK))
+                        for i, n in enumerate([1, 2, 3, 0] * 8)
+                    )
+                    await loop.sock_sendall(sock, requests)
+                    await loop.sock_recv(sock, 1000)  # the first block is on its way
+                    # Reset instead of a clean close: the server's sends fail mid-block.
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                finally:
+                    sock.close()
+            for _ in range(200):
+                if server.stats.connections_open == 1:
+                    break
+                await asyncio.sleep(0.01)
+            assert server.stats.connections_open == 1
+            assert server.stats.connections_failed == 3
+            assert store.open_leases == 0
+            assert await read(good, 3) == blocks[3]
 
     run(loop_name, body())
 
