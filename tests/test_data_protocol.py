@@ -36,7 +36,7 @@ from cachecluster.common.errors import (
     PermissionDenied,
     Unavailable,
 )
-from cachecluster.common.frames import BlockRef, FrameError, PingRequest, ReadRequest
+from cachecluster.common.frames import BlockRef, PingRequest, ReadRequest
 from cachecluster.worker.data_server import DataServer
 
 BLOCK = 1 << 20  # 1 MiB blocks keep the tests quick
@@ -203,82 +203,6 @@ def short_tmp() -> Iterator[Path]:
         import tempfile
 
         yield Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cc-dp-")))
-
-
-# --------------------------------------------------------------- frames alone
-
-
-def test_request_round_trip() -> None:
-    request = ReadRequest(7, block_id(3), key(3), 10, 20, b"tok")
-    data = frames.encode_request(request)
-    header_length, payload_length = frames.decode_prefix(data[:8], frames.DEFAULT_MAX_PAYLOAD)
-    assert (header_length, payload_length) == (len(data) - 8, 0)
-    assert frames.decode_request(data[8:], 0) == request
-    ping = frames.encode_request(PingRequest(9))
-    assert frames.decode_request(ping[8:], 0) == PingRequest(9)
-    assert frames.decode_request(msgpack.packb({"op": "ping"}), 0) == PingRequest(0)
-
-
-def test_response_round_trip_and_error_classes() -> None:
-    ok = frames.encode_ok(4, 100)
-    assert frames.decode_response(ok[8:], 100) == frames.Response(4, True, 100)
-    for kind, cls in frames.ERROR_CLASSES.items():
-        data = frames.encode_error(5, kind, "line one\nline two")
-        response = frames.decode_response(data[8:], 0)
-        error = response.error("w:1")
-        assert type(error) is cls and error.kind is kind
-        assert str(error) == "w:1: line one line two"
-
-
-@pytest.mark.parametrize(
-    ("prefix", "reason"),
-    [
-        ((0, 0), "header length 0"),
-        ((frames.MAX_HEADER + 1, 0), "header length"),
-        ((10, 2**20 + 1), "payload length"),
-    ],
-)
-def test_prefix_limits(prefix: tuple[int, int], reason: str) -> None:
-    with pytest.raises(FrameError, match=reason) as info:
-        frames.decode_prefix(frames.PREFIX.pack(*prefix), 2**20)
-    assert isinstance(info.value, InvalidArgument)
-
-
-@pytest.mark.parametrize(
-    ("change", "reason"),
-    [
-        ({"op": "write"}, "unknown op"),
-        ({"id": -1}, "'id'"),
-        ({"id": True}, "'id' must be an integer"),
-        ({"block": "XYZ"}, "'block'"),
-        ({"key": [1]}, "'key' must be a map"),
-        ({"key": {"mount": "m", "path": "p", "version": 1, "index": 0}}, "'version'"),
-        ({"off": -5}, "'off'"),
-        ({"len": 2**20 + 1}, "'len'"),
-        ({"cap": "text"}, "'cap' must be bytes"),
-    ],
-)
-def test_request_fields_are_checked(change: dict[str, Any], reason: str) -> None:
-    header = {
-        "op": "read",
-        "id": 1,
-        "block": block_id(1),
-        "key": {"mount": "m", "path": "p", "version": "v", "index": 1},
-        "off": 0,
-        "len": 10,
-        "cap": None,
-    }
-    header.update(change)
-    with pytest.raises(FrameError, match=reason):
-        frames.decode_request(msgpack.packb(header), 0, 2**20)
-
-
-def test_headers_that_are_not_maps() -> None:
-    for body in (msgpack.packb([1, 2]), msgpack.packb(3), b"\xc1", msgpack.packb({1: 2})):
-        with pytest.raises(FrameError):
-            frames.decode_request(body, 0)
-    with pytest.raises(FrameError, match="no payload"):
-        frames.decode_request(msgpack.packb({"op": "ping"}), 3)
 
 
 # ------------------------------------------------------------ over the wire

@@ -1,4 +1,5 @@
-"""Hostile bytes on raw sockets against a running DataServer (hypothesis-driven).
+"""Malformed input: hostile bytes on raw sockets against a running DataServer
+(hypothesis-driven), and the frame checks of ``frames`` on their own.
 
 After each example the offending connection must be answered or closed (never
 left hanging), and a normal client on its own connection still reads correct
@@ -22,7 +23,8 @@ from hypothesis import strategies as st
 
 from cachecluster.client.data_conn import DataConnection
 from cachecluster.common import frames
-from cachecluster.common.frames import FrameError, ReadRequest
+from cachecluster.common.errors import InvalidArgument
+from cachecluster.common.frames import FrameError, PingRequest, ReadRequest
 from cachecluster.worker.data_server import DataServer
 from tests.test_data_protocol import BLOCK, FakeStore, block_id, key, make_blocks, recv_until_eof
 
@@ -193,7 +195,7 @@ def test_wrong_field_types(harness: Harness, field_name: str, value: object) -> 
         assert all(not r.ok and r.kind is not None for r in replies)
         assert len(replies) <= 1
     else:
-        assert isinstance(request, ReadRequest | frames.PingRequest)
+        assert isinstance(request, ReadRequest | PingRequest)
         assert len(replies) == 1
 
 
@@ -201,3 +203,79 @@ def test_wrong_field_types(harness: Harness, field_name: str, value: object) -> 
 @given(payload_length=st.integers(min_value=1, max_value=2**32 - 1))
 def test_requests_with_a_payload_are_refused(harness: Harness, payload_length: int) -> None:
     assert harness.attack(framed(valid_request(), payload_length) + b"z" * 32) == b""
+
+
+# ------------------------------------------- frames alone, no server (decode_*)
+
+
+def test_request_round_trip() -> None:
+    request = ReadRequest(7, block_id(3), key(3), 10, 20, b"tok")
+    data = frames.encode_request(request)
+    header_length, payload_length = frames.decode_prefix(data[:8], frames.DEFAULT_MAX_PAYLOAD)
+    assert (header_length, payload_length) == (len(data) - 8, 0)
+    assert frames.decode_request(data[8:], 0) == request
+    ping = frames.encode_request(PingRequest(9))
+    assert frames.decode_request(ping[8:], 0) == PingRequest(9)
+    assert frames.decode_request(msgpack.packb({"op": "ping"}), 0) == PingRequest(0)
+
+
+def test_response_round_trip_and_error_classes() -> None:
+    ok = frames.encode_ok(4, 100)
+    assert frames.decode_response(ok[8:], 100) == frames.Response(4, True, 100)
+    for kind, cls in frames.ERROR_CLASSES.items():
+        data = frames.encode_error(5, kind, "line one\nline two")
+        response = frames.decode_response(data[8:], 0)
+        error = response.error("w:1")
+        assert type(error) is cls and error.kind is kind
+        assert str(error) == "w:1: line one line two"
+
+
+@pytest.mark.parametrize(
+    ("prefix", "reason"),
+    [
+        ((0, 0), "header length 0"),
+        ((frames.MAX_HEADER + 1, 0), "header length"),
+        ((10, 2**20 + 1), "payload length"),
+    ],
+)
+def test_prefix_limits(prefix: tuple[int, int], reason: str) -> None:
+    with pytest.raises(FrameError, match=reason) as info:
+        frames.decode_prefix(frames.PREFIX.pack(*prefix), 2**20)
+    assert isinstance(info.value, InvalidArgument)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"op": "write"}, "unknown op"),
+        ({"id": -1}, "'id'"),
+        ({"id": True}, "'id' must be an integer"),
+        ({"block": "XYZ"}, "'block'"),
+        ({"key": [1]}, "'key' must be a map"),
+        ({"key": {"mount": "m", "path": "p", "version": 1, "index": 0}}, "'version'"),
+        ({"off": -5}, "'off'"),
+        ({"len": 2**20 + 1}, "'len'"),
+        ({"cap": "text"}, "'cap' must be bytes"),
+    ],
+)
+def test_request_fields_are_checked(change: dict[str, Any], reason: str) -> None:
+    header = {
+        "op": "read",
+        "id": 1,
+        "block": block_id(1),
+        "key": {"mount": "m", "path": "p", "version": "v", "index": 1},
+        "off": 0,
+        "len": 10,
+        "cap": None,
+    }
+    header.update(change)
+    with pytest.raises(FrameError, match=reason):
+        frames.decode_request(msgpack.packb(header), 0, 2**20)
+
+
+def test_headers_that_are_not_maps() -> None:
+    for body in (msgpack.packb([1, 2]), msgpack.packb(3), b"\xc1", msgpack.packb({1: 2})):
+        with pytest.raises(FrameError):
+            frames.decode_request(body, 0)
+    with pytest.raises(FrameError, match="no payload"):
+        frames.decode_request(msgpack.packb({"op": "ping"}), 3)
