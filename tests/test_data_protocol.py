@@ -1,4 +1,5 @@
-"""The data protocol end to end: a real DataServer and real DataConnections on 127.0.0.1.
+"""The data protocol end to end: a real DataServer and real DataConnections on 127.0.0.1,
+over a test opener (failures on demand) and over the worker's real BlockStore.
 
 Each test runs its own event loop (stdlib asyncio and uvloop: the worker runs
 uvloop) and stops everything it started, also when it fails.
@@ -37,7 +38,10 @@ from cachecluster.common.errors import (
     Unavailable,
 )
 from cachecluster.common.frames import BlockRef, PingRequest, ReadRequest
+from cachecluster.worker.block_key import BlockKey
+from cachecluster.worker.block_store import BlockLease, BlockStore
 from cachecluster.worker.data_server import DataServer
+from cachecluster.worker.tiers import Medium, TierConfig
 
 BLOCK = 1 << 20  # 1 MiB blocks keep the tests quick
 FILE_HEADER = 4096  # file-backed blocks start after a header, as block files do
@@ -602,3 +606,75 @@ def test_server_close_is_clean_with_idle_connections(short_tmp: Path) -> None:
                     await c.close()
 
     run("uvloop", body())
+
+
+# ------------------------------------------------------- over the real block store
+
+
+class StoreOpener:
+    """The worker's plumbing in small: check the id against its key, load misses from a dict."""
+
+    def __init__(self, store: BlockStore, ufs: dict[BlockKey, bytes]) -> None:
+        self.store = store
+        self.ufs = ufs
+        self.loads = 0
+
+    async def open_block(self, request: ReadRequest) -> BlockLease:
+        ref = request.key
+        block_key = BlockKey(ref.mount, ref.path, ref.version, ref.index)
+        if block_key.id != request.block_id:
+            raise InvalidArgument(f"block {request.block_id} does not match its key")
+        data = self.ufs.get(block_key)
+
+        async def load() -> bytes:
+            if data is None:
+                raise NotFound(f"{ref.path} has no block {ref.index}")
+            self.loads += 1
+            return data
+
+        return await self.store.get(request.block_id, load)
+
+
+def test_over_a_real_block_store(loop_name: str, transport: str, short_tmp: Path) -> None:
+    rnd = random.Random(7)
+    # Six 1 MiB blocks through a 4 MiB MEM tier (evictions on the way) and one
+    # block bigger than the tier, which the store serves from memory.
+    ufs = {BlockKey("mount-1", "big.bin", "etag-1", i): rnd.randbytes(BLOCK) for i in range(6)}
+    huge = BlockKey("mount-1", "huge.bin", "etag-1", 0)
+    ufs[huge] = rnd.randbytes(5 * BLOCK)
+    tier = TierConfig(Medium.MEM, str(short_tmp / "mem"), 4 * BLOCK)
+
+    async def body() -> None:
+        async with BlockStore([tier]) as store:
+            opener = StoreOpener(store, ufs)
+            server = DataServer(opener, unix_path=str(short_tmp / "data.sock"))
+            await server.start()
+            try:
+                async with connected(server, transport) as c:
+
+                    async def fetch(k: BlockKey, offset: int = 0, length: int = BLOCK) -> bytes:
+                        buf = bytearray(length)
+                        ref = BlockRef(k.mount_id, k.path, k.version, k.index)
+                        n = await c.read_block(k.id, ref, offset, length, buf)
+                        return bytes(buf[:n])
+
+                    keys = [k for k in ufs if k != huge]
+                    for _ in range(2):
+                        got = await asyncio.gather(*(fetch(k) for k in keys))
+                        assert got == [ufs[k] for k in keys]
+                    assert await fetch(keys[0], 12345, 777) == ufs[keys[0]][12345 : 12345 + 777]
+                    assert await fetch(huge, 0, 5 * BLOCK) == ufs[huge]
+                    assert store.tier_of(huge.id) is None  # it came from memory
+                    missing = BlockKey("mount-1", "gone.bin", "etag-1", 0)
+                    with pytest.raises(NotFound, match=r"gone\.bin"):
+                        await fetch(missing)
+                    bad_ref = BlockRef("mount-1", "big.bin", "etag-2", 0)
+                    with pytest.raises(InvalidArgument, match="does not match"):
+                        await c.read_block(keys[0].id, bad_ref, 0, 10, bytearray(10))
+                    assert await fetch(keys[1]) == ufs[keys[1]]
+                    assert opener.loads >= len(keys) + 1
+                    assert server.stats.connections_failed == 0
+            finally:
+                await server.close()
+
+    run(loop_name, body())
