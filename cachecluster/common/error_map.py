@@ -1,12 +1,15 @@
-"""The one place that maps cachecluster errors to errno and CLI exit codes.
+"""The one place that maps cachecluster errors to errno, gRPC status codes and CLI exit codes.
 
-gRPC status codes are added here too when the control plane lands, so that
-every transport reports the same error the same way.
+Every transport reports the same error the same way: a FUSE read gets the
+errno, a gRPC caller the status code (servicers raise, ``grpc_errors`` aborts
+with :func:`to_grpc_status`), the CLI the exit code.
 """
 
 from __future__ import annotations
 
 import errno
+
+import grpc
 
 from cachecluster.common.errors import CacheClusterError, ErrorKind
 
@@ -34,6 +37,22 @@ _EXIT: dict[ErrorKind, int] = {
 }
 
 
+# One status code a kind, so that a client can tell the kind back from the
+# code alone (cachecluster.common.grpc_errors). A changed UFS object is ABORTED,
+# gRPC's "retry at a higher level": re-read the file status, then the blocks.
+# A write to a read-only dataset is FAILED_PRECONDITION: retrying cannot help.
+_GRPC_STATUS: dict[ErrorKind, grpc.StatusCode] = {
+    ErrorKind.INVALID: grpc.StatusCode.INVALID_ARGUMENT,
+    ErrorKind.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    ErrorKind.PERMISSION: grpc.StatusCode.PERMISSION_DENIED,
+    ErrorKind.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    ErrorKind.CONFLICT: grpc.StatusCode.ABORTED,
+    ErrorKind.CORRUPT: grpc.StatusCode.DATA_LOSS,
+    ErrorKind.READ_ONLY: grpc.StatusCode.FAILED_PRECONDITION,
+    ErrorKind.INTERNAL: grpc.StatusCode.INTERNAL,
+}
+
+
 def kind_of(exc: BaseException) -> ErrorKind:
     """The kind of any exception, including the builtin ones we meet."""
     if isinstance(exc, CacheClusterError):
@@ -57,3 +76,8 @@ def to_errno(exc: BaseException) -> int:
 def to_exit_code(exc: BaseException) -> int:
     """The process exit code the CLI returns for ``exc``."""
     return _EXIT[kind_of(exc)]
+
+
+def to_grpc_status(exc: BaseException) -> grpc.StatusCode:
+    """The gRPC status code a servicer aborts with for ``exc``."""
+    return _GRPC_STATUS[kind_of(exc)]
