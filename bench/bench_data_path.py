@@ -12,8 +12,9 @@ run going through all four in turn:
 (c) the data protocol over a Unix socket, same;
 (d) a plain tmpfs read (``readinto``) of the file.
 
-Prints medians with min/max in GB/s and the ratios TCP/baseline (target >= 0.75)
-and Unix/tmpfs (target >= 0.5). Received bytes are checked against the file
+Prints medians with min/max in GB/s, the CPU seconds per GiB each side spent
+(steadier than wall time on a shared machine) and the ratios TCP/baseline
+(target >= 0.75) and Unix/tmpfs (target >= 0.5). Received bytes are checked against the file
 once, outside the timings. Everything it creates is removed at the end.
 """
 
@@ -31,7 +32,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import uvloop
 
@@ -41,6 +42,7 @@ from cachecluster.common.frames import BlockRef, ReadRequest
 from cachecluster.worker.data_server import DataServer
 
 MiB = 1 << 20
+GiB = 1 << 30
 _KEY = "bench"
 _BLOCK_ID = "0" * 32
 
@@ -86,30 +88,38 @@ def _wake(future: asyncio.Future[None]) -> None:
 
 
 async def _raw_sendfile_server(listener: socket.socket, path: str) -> None:
-    """Baseline: each connection gets the whole file by sendfile, then EOF."""
+    """Baseline: for each byte a client sends, the whole file by sendfile.
+
+    The connection stays open between transfers, as the protocol's does, so
+    neither pays for a fresh connection's slow start in the timings.
+    """
     loop = asyncio.get_running_loop()
     fd = os.open(path, os.O_RDONLY)
     size = os.fstat(fd).st_size
-    while True:
-        sock, _ = await loop.sock_accept(listener)
-        sock.setblocking(False)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        offset = 0
-        try:
-            while offset < size:
-                try:
-                    offset += os.sendfile(sock.fileno(), fd, offset, size - offset)
-                except BlockingIOError:
-                    ready: asyncio.Future[None] = loop.create_future()
-                    loop.add_writer(sock, _wake, ready)
-                    try:
-                        await ready
-                    finally:
-                        loop.remove_writer(sock)
-        except OSError:
-            pass
-        finally:
-            sock.close()
+    try:
+        while True:
+            sock, _ = await loop.sock_accept(listener)
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                while await loop.sock_recv(sock, 1):
+                    offset = 0
+                    while offset < size:
+                        try:
+                            offset += os.sendfile(sock.fileno(), fd, offset, size - offset)
+                        except BlockingIOError:
+                            ready: asyncio.Future[None] = loop.create_future()
+                            loop.add_writer(sock, _wake, ready)
+                            try:
+                                await ready
+                            finally:
+                                loop.remove_writer(sock)
+            except OSError:
+                pass
+            finally:
+                sock.close()
+    finally:
+        os.close(fd)
 
 
 async def _serve(path: str, block_size: int, unix_path: str) -> None:
@@ -138,26 +148,22 @@ def _touch(buf: bytearray) -> None:
         view[i] = 0
 
 
-async def _raw_baseline(port: int, size: int, ring: memoryview) -> None:
+async def _raw_baseline(sock: socket.socket, size: int, ring: memoryview) -> None:
+    """Ask the baseline server for the file once and receive it into ``ring``."""
     loop = asyncio.get_running_loop()
-    sock = socket.socket()
-    sock.setblocking(False)
-    await loop.sock_connect(sock, ("127.0.0.1", port))
+    await loop.sock_sendall(sock, b"!")
     got, pos = 0, 0
-    try:
-        while got < size:
-            if pos == len(ring):
-                pos = 0
-            try:  # as the client does: take what has arrived, wait on the loop only when empty
-                n = sock.recv_into(ring[pos:])
-            except BlockingIOError:
-                n = await loop.sock_recv_into(sock, ring[pos:])
-            if n == 0:
-                raise ConnectionError(f"baseline server stopped after {got} bytes")
-            got += n
-            pos += n
-    finally:
-        sock.close()
+    while got < size:
+        if pos == len(ring):
+            pos = 0
+        try:  # as the client does: take what has arrived, wait on the loop only when empty
+            n = sock.recv_into(ring[pos:])
+        except BlockingIOError:
+            n = await loop.sock_recv_into(sock, ring[pos:])
+        if n == 0:
+            raise ConnectionError(f"baseline server stopped after {got} bytes")
+        got += n
+        pos += n
 
 
 async def _protocol_read(
@@ -206,7 +212,23 @@ def _make_file(path: str, size: int) -> None:
             left -= min(left, len(pattern))
 
 
-async def _bench(args: argparse.Namespace, workdir: str) -> dict[str, list[float]]:
+@dataclass
+class _Samples:
+    """One path's figures, one entry per run."""
+
+    gbps: list[float] = field(default_factory=list)
+    client_cpu: list[float] = field(default_factory=list)  # CPU seconds per GiB
+    server_cpu: list[float] = field(default_factory=list)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of another process, from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _bench(args: argparse.Namespace, workdir: str) -> dict[str, _Samples]:
     size = args.size_mib * MiB
     block_size = args.block_mib * MiB
     path = os.path.join(workdir, "data.bin")
@@ -223,10 +245,14 @@ async def _bench(args: argparse.Namespace, workdir: str) -> dict[str, list[float
     ring_buf = bytearray(block_size * args.depth)
     _touch(ring_buf)
     ring = memoryview(ring_buf)
-    results: dict[str, list[float]] = {"baseline": [], "tcp": [], "unix": [], "tmpfs": []}
+    results = {name: _Samples() for name in ("baseline", "tcp", "unix", "tmpfs")}
     conns: list[DataConnection] = []
+    raw = socket.socket()
     try:
         ports = json.loads(server.stdout.readline())
+        raw.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(raw, ("127.0.0.1", ports["raw_port"]))
+        await _raw_baseline(raw, size, ring)  # warm-up
         conns.append(await DataConnection.connect("127.0.0.1", ports["port"]))
         conns.append(await DataConnection.connect_unix(unix_path))
         with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as check:
@@ -234,20 +260,27 @@ async def _bench(args: argparse.Namespace, workdir: str) -> dict[str, list[float
                 await _protocol_read(conn, size, block_size, args.depth, ring, check)
 
         async def timed(name: str, body: Awaitable[None]) -> None:
+            server_cpu = _cpu_seconds(server.pid)
+            client_cpu = time.process_time()
             start = time.perf_counter()
             await body
-            results[name].append(size / (time.perf_counter() - start) / 1e9)
+            elapsed = time.perf_counter() - start
+            samples = results[name]
+            samples.gbps.append(size / elapsed / 1e9)
+            samples.client_cpu.append((time.process_time() - client_cpu) / (size / GiB))
+            samples.server_cpu.append((_cpu_seconds(server.pid) - server_cpu) / (size / GiB))
 
         async def tmpfs() -> None:
             _tmpfs_read(path, ring, block_size)
 
         tcp, unix = conns
         for _ in range(args.runs):
-            await timed("baseline", _raw_baseline(ports["raw_port"], size, ring))
+            await timed("baseline", _raw_baseline(raw, size, ring))
             await timed("tcp", _protocol_read(tcp, size, block_size, args.depth, ring))
             await timed("unix", _protocol_read(unix, size, block_size, args.depth, ring))
             await timed("tmpfs", tmpfs())
     finally:
+        raw.close()
         for conn in conns:
             await conn.close()
         server.stdin.close()
@@ -260,10 +293,10 @@ async def _bench(args: argparse.Namespace, workdir: str) -> dict[str, list[float
     return results
 
 
-def _report(args: argparse.Namespace, results: dict[str, list[float]]) -> None:
+def _report(args: argparse.Namespace, results: dict[str, _Samples]) -> None:
     print(
         f"data path, {args.size_mib} MiB file on tmpfs, {args.block_mib} MiB blocks, "
-        f"depth {args.depth}, {args.runs} runs, uvloop both sides (GB/s)"
+        f"depth {args.depth}, {args.runs} runs, uvloop both sides"
     )
     labels = {
         "baseline": "(a) raw sendfile -> recv_into, TCP",
@@ -271,13 +304,16 @@ def _report(args: argparse.Namespace, results: dict[str, list[float]]) -> None:
         "unix": "(c) data protocol, Unix socket",
         "tmpfs": "(d) tmpfs readinto",
     }
-    median = {name: statistics.median(values) for name, values in results.items()}
-    for name, values in results.items():
-        spread = f"(min {min(values):.2f}, max {max(values):.2f})"
-        print(f"  {labels[name]:<38} {median[name]:6.2f}  {spread}")
+    print(f"  {'':<36} {'GB/s median (min-max)':<24} CPU s/GiB client, server")
+    median = {name: statistics.median(r.gbps) for name, r in results.items()}
+    for name, r in results.items():
+        spread = f"{median[name]:5.2f} ({min(r.gbps):.2f}-{max(r.gbps):.2f})"
+        cpu = f"{statistics.median(r.client_cpu):.2f}, {statistics.median(r.server_cpu):.2f}"
+        print(f"  {labels[name]:<36} {spread:<24} {cpu}")
     print(f"  ratio TCP / baseline   {median['tcp'] / median['baseline']:.2f}  (target >= 0.75)")
     print(f"  ratio Unix / tmpfs     {median['unix'] / median['tmpfs']:.2f}  (target >= 0.5)")
     print(f"  ratio Unix / TCP       {median['unix'] / median['tcp']:.2f}")
+    print(f"  load average at the end: {os.getloadavg()[0]:.2f} (2 cores; > 2 means contended)")
 
 
 def main(argv: list[str] | None = None) -> None:
