@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 
 import xxhash
 
-from cachecluster.master.ring import HashRing, RingSnapshot, RingWorker
+from cachecluster.common.ring import HashRing, RingSnapshot, RingWorker
 
 _POSITION_MASK = ((1 << 64) - 1) ^ ((1 << 20) - 1)
 

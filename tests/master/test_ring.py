@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cachecluster.common.errors import InvalidArgument
-from cachecluster.master.ring import (
+from cachecluster.common.ring import (
     DEFAULT_VNODES,
     MAX_VNODES,
     RING_SCHEME,
