@@ -423,3 +423,64 @@ async def test_slru_store_keeps_hot_blocks_through_a_scan(
         await read_all(store, n, loader)
     await store.wait_idle()
     assert all(store.contains(block_id(n)) for n in hot)
+
+
+def flip_data_byte(path: Path, offset: int = 100) -> None:
+    with open(path, "r+b") as handle:
+        handle.seek(DATA_OFFSET + offset)
+        byte = handle.read(1)[0]
+        handle.seek(DATA_OFFSET + offset)
+        handle.write(bytes([byte ^ 0xFF]))
+
+
+async def test_rescanned_mem_block_is_verified_on_first_read(shm_dir: Path) -> None:
+    tiers = [tier(shm_dir, Medium.MEM, 4)]
+    async with BlockStore(tiers) as store:
+        for n in (0, 1):
+            await store.put(block_id(n), block_data(n))
+    for path in block_files(tiers[0].path):
+        flip_data_byte(path)  # e.g. damaged while the worker was down
+    registry = CollectorRegistry()
+    loader = CountingLoader()
+    async with BlockStore(tiers, metrics=WorkerMetrics(registry)) as store:
+        assert store.contains(block_id(0))  # the rescan reads headers only
+        assert await read_all(store, 0, loader) == block_data(0)
+        with pytest.raises(CorruptBlock):
+            await store.get(block_id(1))
+        assert sample(registry, "checksum_failures_total", medium="MEM") == 2
+        assert loader.calls == {0: 1}
+        flip_data_byte(block_files(tiers[0].path)[0])  # verified once: MEM trusts it now
+        async with await store.get(block_id(0)) as lease:
+            assert lease.read() != block_data(0)
+
+
+async def test_verify_mem_checks_every_read(
+    shm_dir: Path, harness_factory: Callable[..., Awaitable[Harness]]
+) -> None:
+    harness = await harness_factory([tier(shm_dir, Medium.MEM, 4)], verify_mem=True)
+    loader = CountingLoader()
+    assert await read_all(harness.store, 0, loader) == block_data(0)
+    (path,) = block_files(harness.tiers[0].path)
+    flip_data_byte(path)
+    assert await read_all(harness.store, 0, loader) == block_data(0)
+    assert loader.calls == {0: 2}
+    assert harness.value("checksum_failures_total", medium="MEM") == 1
+
+
+async def test_close_cancels_loads_in_flight(shm_dir: Path) -> None:
+    store = BlockStore([tier(shm_dir, Medium.MEM, 4)])
+    await store.start()
+    started = asyncio.Event()
+
+    async def hang() -> bytes:
+        started.set()
+        await asyncio.sleep(3600)
+        return b""
+
+    reader = asyncio.ensure_future(store.get(block_id(0), hang))
+    await started.wait()
+    await store.close()
+    with pytest.raises(asyncio.CancelledError):
+        await reader
+    with pytest.raises(RuntimeError, match="closed"):
+        await store.get(block_id(0))
