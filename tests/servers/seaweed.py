@@ -79,6 +79,7 @@ class SeaweedS3:
     workdir: Path
     log_path: Path
     process: subprocess.Popen[bytes]
+    grpc_ports: tuple[int, ...] = ()
     owns_workdir: bool = True
 
     @classmethod
@@ -139,6 +140,7 @@ class SeaweedS3:
         finally:
             log_file.close()
         server = cls(
+            grpc_ports=(master_grpc, volume_grpc, filer_grpc, s3_grpc),
             endpoint=f"http://127.0.0.1:{s3}",
             access_key=ACCESS_KEY,
             secret_key=SECRET_KEY,
@@ -243,6 +245,11 @@ class SeaweedS3:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=10)
+        # weed puts a Unix socket per gRPC port in /tmp (no flag moves them).
+        for port in self.grpc_ports:
+            for sock in Path(tempfile.gettempdir()).glob(f"seaweedfs-*-grpc-{port}.sock"):
+                with contextlib.suppress(OSError):
+                    sock.unlink()
         if self.owns_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
