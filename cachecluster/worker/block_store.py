@@ -295,6 +295,7 @@ class BlockStore:
         self.metrics.record_miss()
         if loader is None:
             raise NotFound(f"block {block_id}: not cached and no loader given")
+        self._check_running()  # no new loads once close() has begun
         data = await self._flights.do(
             block_id, functools.partial(self._load_and_store, block_id, loader)
         )
@@ -598,8 +599,10 @@ class BlockStore:
     # ------------------------------------------------------------ plumbing
 
     def _check_running(self) -> None:
+        if self._state == "new":
+            raise RuntimeError("BlockStore is not started; call start() first")
         if self._state != "running":
-            raise RuntimeError(f"BlockStore is {self._state}; call start() first")
+            raise RuntimeError(f"BlockStore is {self._state}")
 
     async def _io(self, fn: Callable[..., T], *args: Any) -> T:
         assert self._loop is not None and self._executor is not None
