@@ -18,6 +18,7 @@ answer, never reading a body that is not the range asked for.
 
 from __future__ import annotations
 
+import http.client
 import os
 import threading
 from collections.abc import Mapping
@@ -26,6 +27,7 @@ from typing import Any, ClassVar
 import oss2
 import oss2.exceptions
 import requests.exceptions
+import urllib3.exceptions
 
 from cachecluster.common.errors import (
     CacheClusterError,
@@ -131,7 +133,11 @@ class OssBackend(ObjectStoreBackend):
             exc,
             oss2.exceptions.RequestError
             | requests.exceptions.ConnectionError
-            | requests.exceptions.Timeout,
+            | requests.exceptions.Timeout
+            | http.client.HTTPException
+            | urllib3.exceptions.HTTPError
+            | ConnectionError
+            | TimeoutError,
         ):
             return Unavailable(
                 f"cannot reach OSS at {self.endpoint} for {where}: {type(exc).__name__}"
@@ -166,8 +172,6 @@ class OssBackend(ObjectStoreBackend):
             if status < 0:  # oss2 reports client-side failures with negative statuses
                 return Unavailable(f"OSS request for {where} failed: {detail}")
             return UfsError(f"OSS error for {where}: HTTP {status} {detail}")
-        if isinstance(exc, ConnectionError | TimeoutError):
-            return Unavailable(f"cannot reach OSS at {self.endpoint} for {where}: {exc!s}")
         return UfsError(
             f"OSS read of {where} failed: {type(exc).__name__}: {self._scrub(str(exc))}"
         )
@@ -250,7 +254,12 @@ class OssBackend(ObjectStoreBackend):
             if start >= length:
                 return 0
             raise UfsError(f"{self.display(key)}: OSS ignored the Range header")
-        return read_response_into(raw, view[:length], abort)
+        n = read_response_into(raw, view[:length], abort)
+        if n != length:
+            raise Unavailable(
+                f"{self.display(key)}: the connection ended after {n} of {length} bytes"
+            )
+        return n
 
     def _past_end(self, key: str, start: int, etag: str | None) -> int:
         """A 416: ``start`` is at or past the end. Still honour the version asked for."""

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import boto3
 import botocore.exceptions
+import urllib3.exceptions
 from botocore.config import Config
 
 from cachecluster.common.errors import (
@@ -84,6 +85,7 @@ _CONNECTION_ERRORS = (
     botocore.exceptions.ResponseStreamingError,
     botocore.exceptions.HTTPClientError,
     http.client.HTTPException,
+    urllib3.exceptions.HTTPError,
     ConnectionError,
     TimeoutError,
 )
@@ -283,7 +285,12 @@ class S3Backend(ObjectStoreBackend):
             if start >= length:
                 return 0
             raise UfsError(f"{self.display(key)}: the server ignored the Range header")
-        return read_response_into(raw, view[:length], abort)
+        n = read_response_into(raw, view[:length], abort)
+        if n != length:
+            raise Unavailable(
+                f"{self.display(key)}: the connection ended after {n} of {length} bytes"
+            )
+        return n
 
     def _past_end(self, key: str, start: int, etag: str | None) -> int:
         """A 416: ``start`` is at or past the end. Still honour the version asked for."""

@@ -14,6 +14,7 @@ from cachecluster.common.errors import (
     ConfigError,
     NotFound,
     PermissionDenied,
+    Unavailable,
     UnknownScheme,
     VersionChanged,
 )
@@ -21,6 +22,7 @@ from cachecluster.ufs.base import UfsBackend
 from cachecluster.ufs.oss import OssBackend
 from cachecluster.ufs.registry import create_backend
 from tests.servers.oss_server import OssTestServer
+from tests.servers.seaweed import free_ports
 from tests.ufs.conformance import UfsConformance, payload
 
 BUCKET = "conformance"
@@ -228,3 +230,19 @@ async def test_every_part_is_pinned_to_the_etag(backend: UfsBackend, writer: Oss
     # As if the object changed between the HEAD and the part GETs.
     with pytest.raises(VersionChanged, match="pinned"):
         await backend._read_parts(writer.key("pinned.bin"), 0, memoryview(buf), old.version)
+
+
+async def test_unreachable_endpoint_is_unavailable() -> None:
+    (port,) = free_ports(1)
+    options = {
+        "fs.oss.endpoint": f"http://127.0.0.1:{port}",
+        "fs.oss.accessKeyId": "id",
+        "fs.oss.accessKeySecret": "never-shown-secret",
+    }
+    ufs = create_backend("oss://bucket/p", options)
+    try:
+        with pytest.raises(Unavailable, match=f"127.0.0.1:{port}") as info:
+            await ufs.stat("f")
+        assert "never-shown-secret" not in str(info.value)
+    finally:
+        await ufs.close()
