@@ -295,3 +295,38 @@ class DeleteDatasetResponse(_message.Message):
     DELETED_FIELD_NUMBER: _ClassVar[int]
     deleted: bool
     def __init__(self, deleted: _Optional[bool] = ...) -> None: ...
+
+class GetMountRequest(_message.Message):
+    __slots__ = ("mount_id",)
+    MOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    mount_id: str
+    def __init__(self, mount_id: _Optional[str] = ...) -> None: ...
+
+class MountInfo(_message.Message):
+    __slots__ = ("mount_id", "dataset", "name", "uri", "path", "options")
+    class OptionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    MOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    URI_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    mount_id: str
+    dataset: DatasetRef
+    name: str
+    uri: str
+    path: str
+    options: _containers.ScalarMap[str, str]
+    def __init__(self, mount_id: _Optional[str] = ..., dataset: _Optional[_Union[DatasetRef, _Mapping]] = ..., name: _Optional[str] = ..., uri: _Optional[str] = ..., path: _Optional[str] = ..., options: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class GetMountResponse(_message.Message):
+    __slots__ = ("mount",)
+    MOUNT_FIELD_NUMBER: _ClassVar[int]
+    mount: MountInfo
+    def __init__(self, mount: _Optional[_Union[MountInfo, _Mapping]] = ...) -> None: ...

@@ -300,6 +300,11 @@ class MetadataServiceStub:
                 request_serializer=master__pb2.ListStatusRequest.SerializeToString,
                 response_deserializer=master__pb2.ListStatusResponse.FromString,
                 _registered_method=True)
+        self.GetMount = channel.unary_unary(
+                '/cachecluster.v1.MetadataService/GetMount',
+                request_serializer=master__pb2.GetMountRequest.SerializeToString,
+                response_deserializer=master__pb2.GetMountResponse.FromString,
+                _registered_method=True)
 
 
 class MetadataServiceServicer:
@@ -320,6 +325,14 @@ class MetadataServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetMount(self, request, context):
+        """Where a mount's bytes come from: workers resolve the mount id of a block
+        request into a UFS backend with it. Options may hold credentials.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MetadataServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -332,6 +345,11 @@ def add_MetadataServiceServicer_to_server(servicer, server):
                     servicer.ListStatus,
                     request_deserializer=master__pb2.ListStatusRequest.FromString,
                     response_serializer=master__pb2.ListStatusResponse.SerializeToString,
+            ),
+            'GetMount': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMount,
+                    request_deserializer=master__pb2.GetMountRequest.FromString,
+                    response_serializer=master__pb2.GetMountResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -389,6 +407,33 @@ class MetadataService:
             '/cachecluster.v1.MetadataService/ListStatus',
             master__pb2.ListStatusRequest.SerializeToString,
             master__pb2.ListStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cachecluster.v1.MetadataService/GetMount',
+            master__pb2.GetMountRequest.SerializeToString,
+            master__pb2.GetMountResponse.FromString,
             options,
             channel_credentials,
             insecure,

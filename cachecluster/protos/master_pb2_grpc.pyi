@@ -106,6 +106,7 @@ class MetadataServiceStub:
     def __init__(self, channel: grpc.aio.Channel) -> None: ...
     GetStatus: _UnaryUnary[master_pb2.GetStatusRequest, master_pb2.GetStatusResponse]
     ListStatus: _UnaryUnary[master_pb2.ListStatusRequest, master_pb2.ListStatusResponse]
+    GetMount: _UnaryUnary[master_pb2.GetMountRequest, master_pb2.GetMountResponse]
 
 class MetadataServiceServicer:
     """File metadata of datasets, cached by the master from the UFS."""
@@ -118,6 +119,11 @@ class MetadataServiceServicer:
         self, request: master_pb2.ListStatusRequest, context: grpc.aio.ServicerContext
     ) -> master_pb2.ListStatusResponse:
         """The entries of a directory, one page at a time."""
+        ...
+    async def GetMount(
+        self, request: master_pb2.GetMountRequest, context: grpc.aio.ServicerContext
+    ) -> master_pb2.GetMountResponse:
+        """Where a mount's bytes come from: workers resolve the mount id of a block request into a UFS backend with it. Options may hold credentials."""
         ...
 
 def add_MetadataServiceServicer_to_server(
