@@ -16,10 +16,20 @@ from cachecluster.common.errors import CacheClusterError
 
 Handler = Callable[[argparse.Namespace], int]
 
+# One module a group of commands; each has ``register(subparsers)`` that adds
+# its subcommands with ``set_defaults(handler=...)``.
+COMMAND_MODULES = (
+    "local_cmds",  # up, down, status
+    "service_cmds",  # master, worker (foreground, as pods run them)
+    "dataset_cmds",  # dataset add/ls/rm
+    "read_cmds",  # ls, stat, cat, cp
+    "demo",  # the main job
+)
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser with every subcommand registered."""
-    from cachecluster.cli import demo
+    import importlib
 
     parser = argparse.ArgumentParser(
         prog="cachecluster",
@@ -28,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug lines")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    demo.register(sub)
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(f"cachecluster.cli.{name}")
+        module.register(sub)
     return parser
 
 

@@ -1,0 +1,74 @@
+"""How CLI commands find the local cluster: its home folder and master address.
+
+Home: ``--home``, else ``$CACHECLUSTER_HOME``, else ``~/.cachecluster``.
+Master: ``--master``, else ``$CACHECLUSTER_MASTER`` (``host:port``), else the
+``master`` field of ``<home>/cluster.json`` that ``cachecluster up`` writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from cachecluster.common.errors import Unavailable
+
+CLUSTER_FILE = "cluster.json"
+
+
+def add_home_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--home`` to a subcommand."""
+    parser.add_argument(
+        "--home",
+        type=Path,
+        default=None,
+        help="local cluster folder (default $CACHECLUSTER_HOME or ~/.cachecluster)",
+    )
+
+
+def add_master_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--home`` and ``--master`` to a subcommand that talks to a cluster."""
+    add_home_argument(parser)
+    parser.add_argument(
+        "--master",
+        default=None,
+        help="master address host:port (default $CACHECLUSTER_MASTER or the local cluster's)",
+    )
+
+
+def resolve_home(value: Path | None) -> Path:
+    """The home folder for ``--home`` (may be None)."""
+    if value is not None:
+        return value.expanduser().resolve()
+    env = os.environ.get("CACHECLUSTER_HOME")
+    if env:
+        return Path(env).expanduser().resolve()
+    return (Path.home() / ".cachecluster").resolve()
+
+
+def read_cluster_file(home: Path) -> dict[str, Any] | None:
+    """``<home>/cluster.json`` as written by ``cachecluster up``, or None."""
+    try:
+        data: dict[str, Any] = json.loads((home / CLUSTER_FILE).read_text())
+    except FileNotFoundError:
+        return None
+    return data
+
+
+def resolve_master(args: argparse.Namespace) -> str:
+    """The master address (``host:port``) a command should talk to."""
+    explicit: str | None = getattr(args, "master", None)
+    if explicit:
+        return explicit
+    env = os.environ.get("CACHECLUSTER_MASTER")
+    if env:
+        return env
+    home = resolve_home(getattr(args, "home", None))
+    cluster = read_cluster_file(home)
+    if cluster is None or not cluster.get("master"):
+        raise Unavailable(
+            f"no cluster found in {home} (run `cachecluster up`, or set CACHECLUSTER_MASTER)"
+        )
+    return str(cluster["master"])
