@@ -20,7 +20,8 @@ Handler = Callable[[argparse.Namespace], int]
 # its subcommands with ``set_defaults(handler=...)``.
 COMMAND_MODULES = (
     "local_cmds",  # up, down, status
-    "service_cmds",  # master, worker (foreground, as pods run them)
+    "master_cmd",  # master (foreground, as a pod runs it)
+    "worker_cmd",  # worker (foreground, as a pod runs it)
     "dataset_cmds",  # dataset add/ls/rm
     "read_cmds",  # ls, stat, cat, cp
     "demo",  # the main job
