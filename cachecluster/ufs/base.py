@@ -80,12 +80,14 @@ class UfsBackend(abc.ABC):
         as parallel range requests straight into ``buf`` (no extra copy).
         """
 
-    async def read(self, path: str, offset: int, length: int, *, version: str | None = None) -> bytes:
+    async def read(
+        self, path: str, offset: int, length: int, *, version: str | None = None
+    ) -> bytes:
         """Up to ``length`` bytes at ``offset`` (short only at end of file)."""
         buf = bytearray(length)
         n = await self.read_into(path, offset, memoryview(buf), version=version)
-        del buf[n:]
-        return bytes(buf)
+        # Slicing copies, so no view of ``buf`` has to be released first.
+        return bytes(buf) if n == length else bytes(buf[:n])
 
     async def close(self) -> None:
         """Release connections and threads. Safe to call twice."""
