@@ -54,7 +54,7 @@ from cachecluster.local.layout import (
     tier_flag,
     write_cluster_record,
 )
-from cachecluster.local.status import wait_workers_active
+from cachecluster.local.master_calls import apply_dataset, wait_workers_active
 from cachecluster.worker.tiers import Medium, TierConfig, validate_tiers
 
 DEFAULT_HOST = "127.0.0.1"
@@ -334,6 +334,12 @@ class LocalCluster:
             [worker.worker_id for worker in self.workers],
             timeout=self.start_timeout if timeout is None else timeout,
         )
+
+    def apply_dataset(
+        self, namespace: str, name: str, mount_point: str, options: Mapping[str, str] | None = None
+    ) -> None:
+        """Register dataset ``namespace/name`` whose root is ``mount_point`` (one mount)."""
+        apply_dataset(self.master_address, namespace, name, mount_point, options)
 
     # ------------------------------------------------------------- record
 

@@ -4,30 +4,17 @@ The master's ``ListWorkers`` is the source of truth for states, tier usage and
 block counts; in local mode ``cluster.json`` adds each process's pid and
 whether it still runs. When the master cannot be reached the local record is
 still shown, marked so.
-
-The functions here are synchronous (the CLI and :class:`LocalCluster` call
-them); each runs its gRPC calls on a private event loop, in a helper thread
-when the calling thread already runs one.
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import time
-from collections.abc import Collection, Coroutine, Mapping
-from typing import Any, TypeVar
-
-import grpc
+from collections.abc import Mapping
+from typing import Any
 
 from cachecluster.common.errors import Unavailable
-from cachecluster.common.grpc_errors import rpc_errors
 from cachecluster.local.layout import process_alive
-from cachecluster.protos import common_pb2, master_pb2, master_pb2_grpc
-
-T = TypeVar("T")
-
-RPC_TIMEOUT_S = 5.0
+from cachecluster.local.master_calls import RPC_TIMEOUT_S, list_workers
+from cachecluster.protos import common_pb2, master_pb2
 
 _MEDIUM_NAMES: dict[int, str] = {
     common_pb2.MEDIUM_MEM: "MEM",
@@ -40,66 +27,6 @@ _STATE_NAMES: dict[int, str] = {
     master_pb2.WORKER_STATE_LOST: "LOST",
     master_pb2.WORKER_STATE_DRAINING: "DRAINING",
 }
-
-
-def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` to completion from synchronous code, even inside a running loop's thread."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
-
-
-async def fetch_workers(
-    master_address: str, *, include_lost: bool = True, timeout: float = RPC_TIMEOUT_S
-) -> master_pb2.ListWorkersResponse:
-    """The master's ``ListWorkers`` answer."""
-    async with grpc.aio.insecure_channel(master_address) as channel:
-        stub = master_pb2_grpc.MasterServiceStub(channel)
-        with rpc_errors():
-            return await stub.ListWorkers(
-                master_pb2.ListWorkersRequest(include_lost=include_lost), timeout=timeout
-            )
-
-
-def list_workers(
-    master_address: str, *, include_lost: bool = True, timeout: float = RPC_TIMEOUT_S
-) -> master_pb2.ListWorkersResponse:
-    """:func:`fetch_workers`, synchronously."""
-    return run_sync(fetch_workers(master_address, include_lost=include_lost, timeout=timeout))
-
-
-def wait_workers_active(
-    master_address: str, worker_ids: Collection[str], *, timeout: float = 30.0
-) -> master_pb2.ListWorkersResponse:
-    """Poll ``ListWorkers`` until every id in ``worker_ids`` is ACTIVE; return that answer."""
-
-    async def poll() -> master_pb2.ListWorkersResponse:
-        deadline = time.monotonic() + timeout
-        last_error: Exception | None = None
-        missing: set[str] = set(worker_ids)
-        while True:
-            try:
-                answer = await fetch_workers(master_address, include_lost=False, timeout=2.0)
-                active = {
-                    w.worker_id for w in answer.workers if w.state == master_pb2.WORKER_STATE_ACTIVE
-                }
-                missing = set(worker_ids) - active
-                if not missing:
-                    return answer
-            except Unavailable as error:
-                last_error = error
-            if time.monotonic() > deadline:
-                why = f" (last error: {last_error})" if last_error and missing else ""
-                raise Unavailable(
-                    f"workers {', '.join(sorted(missing))} not active at the master "
-                    f"{master_address} after {timeout:.0f}s{why}"
-                )
-            await asyncio.sleep(0.1)
-
-    return run_sync(poll())
 
 
 def medium_name(medium: int) -> str:
