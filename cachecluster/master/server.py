@@ -1,0 +1,198 @@
+"""The master process: gRPC services, health, metrics, liveness checks, endpoint file.
+
+:class:`MasterServer` starts and stops everything in order; :func:`run_master`
+runs one until SIGTERM or SIGINT (or a given event), as ``cachecluster master``
+does. Start-up: load ``datasets.json``, bind the gRPC port (MasterService,
+MetadataService, DatasetService and the standard health service), start the
+Prometheus HTTP server, start the liveness checks, and only then write
+``<home>/endpoint.json``. Shutdown: health NOT_SERVING, stop the gRPC server
+with a grace period, close the UFS backends and the metrics server, remove the
+endpoint file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import threading
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from prometheus_client import CollectorRegistry, start_http_server
+
+from cachecluster.common.endpoint_file import (
+    read_endpoint_file,
+    remove_endpoint_file,
+    write_endpoint_file,
+)
+from cachecluster.common.errors import Unavailable
+from cachecluster.master.config import MasterConfig
+from cachecluster.master.datasets import DatasetRegistry
+from cachecluster.master.membership import Membership
+from cachecluster.master.metadata import MetadataCache
+from cachecluster.master.metrics import MasterMetrics, RpcMetricsInterceptor
+from cachecluster.master.service import DatasetServicer, MasterServicer, MetadataServicer
+from cachecluster.protos import master_pb2, master_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE_S = 2.0
+"""Seconds calls in flight get to finish after SIGTERM."""
+
+SERVICE_NAMES = tuple(
+    master_pb2.DESCRIPTOR.services_by_name[name].full_name
+    for name in ("MasterService", "MetadataService", "DatasetService")
+)
+"""Fully qualified names of the master's services, as the health service knows them."""
+
+_WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "[::]", ""})
+
+
+def _remove_own_endpoint_file(home: Path) -> None:
+    """Remove the endpoint file if this process wrote it (not another master's)."""
+    data = read_endpoint_file(home)
+    if data is not None and data.get("pid") == os.getpid():
+        remove_endpoint_file(home)
+
+
+def advertised_host(host: str) -> str:
+    """The host name others use to reach a server bound to ``host``."""
+    return socket.gethostname() if host in _WILDCARD_HOSTS else host
+
+
+class MasterServer:
+    """One master, started with :meth:`start` and stopped with :meth:`stop`."""
+
+    def __init__(self, config: MasterConfig) -> None:
+        self.config = config
+        self.datasets = DatasetRegistry(config.home)
+        self.membership = Membership(
+            heartbeat_interval=config.heartbeat_interval,
+            missed_heartbeats=config.missed_heartbeats,
+        )
+        self.metadata = MetadataCache(self.datasets, sync_interval=config.metadata_sync_interval)
+        self.registry = CollectorRegistry()
+        self.metrics = MasterMetrics(self.registry, self.membership, self.datasets, self.metadata)
+        self.health = health.aio.HealthServicer()
+        self.grpc_port = 0
+        self.metrics_port = 0
+        self._server: grpc.aio.Server | None = None
+        self._http: tuple[Any, threading.Thread] | None = None
+        self._liveness: asyncio.Task[None] | None = None
+
+    @property
+    def address(self) -> str:
+        """``host:port`` of the gRPC services (after :meth:`start`)."""
+        return f"{advertised_host(self.config.host)}:{self.grpc_port}"
+
+    async def start(self) -> None:
+        """Bind every listener, then write the endpoint file."""
+        config = self.config
+        loaded = await asyncio.to_thread(self.datasets.load)
+        if loaded:
+            log.info("loaded %d dataset(s) from %s", loaded, self.datasets.path)
+        server = grpc.aio.server(interceptors=[RpcMetricsInterceptor(self.metrics)])
+        master_pb2_grpc.add_MasterServiceServicer_to_server(
+            MasterServicer(self.membership, config), server
+        )
+        master_pb2_grpc.add_MetadataServiceServicer_to_server(
+            MetadataServicer(self.metadata), server
+        )
+        master_pb2_grpc.add_DatasetServiceServicer_to_server(
+            DatasetServicer(self.datasets, self.metadata), server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        bind = f"[{config.host}]" if ":" in config.host else config.host
+        try:
+            port = server.add_insecure_port(f"{bind}:{config.port}")
+        except RuntimeError as exc:  # grpc raises RuntimeError when it cannot bind
+            raise Unavailable(f"--port: cannot listen on {bind}:{config.port}: {exc}") from exc
+        if port == 0:
+            raise Unavailable(f"--port: cannot listen on {bind}:{config.port}")
+        self._server = server
+        self.grpc_port = port
+        await server.start()
+        try:
+            http = await asyncio.to_thread(
+                start_http_server, config.metrics_port, config.host, self.registry
+            )
+        except OSError as exc:
+            await self.stop()
+            raise Unavailable(
+                f"--metrics-port: cannot listen on {config.host}:{config.metrics_port}: {exc}"
+            ) from exc
+        self._http = http
+        self.metrics_port = int(http[0].server_port)
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._liveness = asyncio.create_task(
+            self.membership.run_liveness_checks(), name="master-liveness"
+        )
+        host = advertised_host(config.host)
+        await asyncio.to_thread(
+            write_endpoint_file,
+            config.home,
+            {
+                "grpc": f"{host}:{port}",
+                "host": host,
+                "grpc_port": port,
+                "metrics_port": self.metrics_port,
+            },
+        )
+        log.info(
+            "serving on %s:%d (metrics on port %d, home %s)",
+            host,
+            port,
+            self.metrics_port,
+            config.home,
+        )
+
+    async def stop(self, grace: float = STOP_GRACE_S) -> None:
+        """Stop serving, close everything, remove the endpoint file. Safe to call twice."""
+        await asyncio.to_thread(_remove_own_endpoint_file, self.config.home)
+        with contextlib.suppress(Exception):
+            await self.health.enter_graceful_shutdown()
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None
+        if self._liveness is not None:
+            self._liveness.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._liveness
+            self._liveness = None
+        await self.metadata.close()
+        if self._http is not None:
+            http_server, thread = self._http
+            self._http = None
+            await asyncio.to_thread(http_server.shutdown)
+            http_server.server_close()
+            await asyncio.to_thread(thread.join, 5.0)
+
+
+async def run_master(config: MasterConfig, stop: asyncio.Event | None = None) -> None:
+    """Run a master until ``stop`` is set, or SIGTERM/SIGINT arrives; then shut down cleanly."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    handled: list[signal.Signals] = []
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(signum, stop.set)
+            handled.append(signum)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+            pass
+    master = MasterServer(config)
+    try:
+        await master.start()
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        await master.stop()
+        for signum in handled:
+            loop.remove_signal_handler(signum)
+    log.info("stopped")

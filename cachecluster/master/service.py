@@ -1,0 +1,280 @@
+"""The master's gRPC servicers: thin translations between protos and the master's state.
+
+Each servicer is decorated with :func:`~cachecluster.common.grpc_errors.grpc_servicer`,
+so our errors become status codes in one place; methods raise, never abort.
+
+* :class:`MasterServicer`: RegisterWorker, ReportBlocks, Heartbeat, GetRing, ListWorkers;
+* :class:`MetadataServicer`: GetStatus, ListStatus, GetMount;
+* :class:`DatasetServicer`: Apply/Get/List/DeleteDataset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from cachecluster.common.errors import InvalidArgument
+from cachecluster.common.grpc_errors import grpc_servicer
+from cachecluster.common.ring import RING_SCHEME
+from cachecluster.master.config import MasterConfig
+from cachecluster.master.datasets import DatasetRecord, DatasetRegistry, MountInfo
+from cachecluster.master.membership import BlockReport, Membership, WorkerRecord, WorkerState
+from cachecluster.master.metadata import EntryStatus, MetadataCache
+from cachecluster.protos import master_pb2, master_pb2_grpc
+
+STATE_TO_PROTO: dict[WorkerState, int] = {
+    WorkerState.ACTIVE: master_pb2.WORKER_STATE_ACTIVE,
+    WorkerState.SUSPECT: master_pb2.WORKER_STATE_SUSPECT,
+    WorkerState.LOST: master_pb2.WORKER_STATE_LOST,
+}
+
+DATASET_PHASE = "Bound"
+"""Phase of every registered dataset: this master's cache cluster serves it."""
+
+
+def _ring_member(record: WorkerRecord) -> master_pb2.RingMember:
+    return master_pb2.RingMember(
+        worker_id=record.worker_id,
+        endpoint=record.endpoint,
+        weight=record.weight,
+        state=STATE_TO_PROTO[record.state],  # type: ignore[arg-type]
+    )
+
+
+def _worker_status(record: WorkerRecord) -> master_pb2.WorkerStatus:
+    return master_pb2.WorkerStatus(
+        worker_id=record.worker_id,
+        incarnation=record.incarnation,
+        endpoint=record.endpoint,
+        state=STATE_TO_PROTO[record.state],  # type: ignore[arg-type]
+        weight=record.weight,
+        tiers=record.tiers,
+        counters=record.counters,
+        block_count=record.block_count,
+        registered_at_ms=record.registered_at_ms,
+        last_heartbeat_ms=record.last_heartbeat_ms,
+        version=record.version,
+    )
+
+
+def _file_status(entry: EntryStatus) -> master_pb2.FileStatus:
+    return master_pb2.FileStatus(
+        path=entry.path,
+        size=entry.size,
+        version=entry.version,
+        mtime=entry.mtime,
+        is_dir=entry.is_dir,
+        mount_id=entry.mount_id,
+        mount_path=entry.mount_path,
+    )
+
+
+def mount_info_proto(mount: MountInfo) -> master_pb2.MountInfo:
+    """The proto form of a mount (options included: workers need credentials)."""
+    return master_pb2.MountInfo(
+        mount_id=mount.mount_id,
+        dataset=master_pb2.DatasetRef(namespace=mount.namespace, name=mount.dataset),
+        name=mount.name,
+        uri=mount.uri,
+        path=mount.path,
+        options=dict(mount.options),
+    )
+
+
+def dataset_proto(record: DatasetRecord) -> master_pb2.Dataset:
+    """The proto form of a registered dataset."""
+    return master_pb2.Dataset(
+        ref=master_pb2.DatasetRef(namespace=record.namespace, name=record.name),
+        spec_json=json.dumps(record.spec, sort_keys=True).encode("utf-8"),
+        status_json=json.dumps(record.status(), sort_keys=True).encode("utf-8"),
+        phase=DATASET_PHASE,
+        generation=record.generation,
+    )
+
+
+def _ref(ref: master_pb2.DatasetRef) -> tuple[str, str]:
+    if not ref.namespace or not ref.name:
+        raise InvalidArgument("dataset: namespace and name are required")
+    return ref.namespace, ref.name
+
+
+@grpc_servicer
+class MasterServicer(master_pb2_grpc.MasterServiceServicer):
+    """Membership and the ring."""
+
+    def __init__(self, membership: Membership, config: MasterConfig) -> None:
+        self._membership = membership
+        self._config = config
+
+    async def RegisterWorker(
+        self, request: master_pb2.RegisterWorkerRequest, context: grpc.aio.ServicerContext
+    ) -> master_pb2.RegisterWorkerResponse:
+        epoch = self._membership.register(
+            request.worker_id,
+            request.incarnation,
+            request.endpoint,
+            tiers=request.tiers,
+            block_ids=request.block_ids,
+            blocks_follow=request.blocks_follow,
+            version=request.version,
+        )
+        return master_pb2.RegisterWorkerResponse(
+            epoch=epoch,
+            heartbeat_interval_ms=round(self._config.heartbeat_interval * 1000),
+            block_size=self._config.block_size,
+        )
+
+    async def ReportBlocks(
+        self,
+        request_iterator: AsyncIterator[master_pb2.ReportBlocksRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> master_pb2.ReportBlocksResponse:
+        report: BlockReport | None = None
+        async for chunk in request_iterator:
+            if report is None:
+                report = self._membership.start_block_report(
+                    chunk.worker_id, chunk.incarnation, full=chunk.full
+                )
+            elif (chunk.worker_id, chunk.incarnation) != (report.worker_id, report.incarnation):
+                raise InvalidArgument("ReportBlocks: every message must name the same worker")
+            report.add_chunk(chunk.added, chunk.removed)
+        if report is None:
+            raise InvalidArgument("ReportBlocks: empty stream (send at least one message)")
+        return master_pb2.ReportBlocksResponse(block_count=report.finish())
+
+    async def Heartbeat(
+        self, request: master_pb2.HeartbeatRequest, context: grpc.aio.ServicerContext
+    ) -> master_pb2.HeartbeatResponse:
+        epoch, reregister = self._membership.heartbeat(
+            request.worker_id,
+            request.incarnation,
+            tiers=request.tiers,
+            counters=request.counters if request.HasField("counters") else None,
+            block_count=request.block_count,
+        )
+        return master_pb2.HeartbeatResponse(epoch=epoch, reregister=reregister)
+
+    async def GetRing(
+        self, request: master_pb2.GetRingRequest, context: grpc.aio.ServicerContext
+    ) -> master_pb2.GetRingResponse:
+        epoch = self._membership.epoch
+        if request.known_epoch == epoch:
+            return master_pb2.GetRingResponse(epoch=epoch, unchanged=True)
+        return master_pb2.GetRingResponse(
+            epoch=epoch,
+            members=[_ring_member(record) for record in self._membership.ring_members()],
+            vnodes=self._config.vnodes,
+            replicas=self._config.replicas,
+            block_size=self._config.block_size,
+            scheme=RING_SCHEME,
+        )
+
+    async def ListWorkers(
+        self, request: master_pb2.ListWorkersRequest, context: grpc.aio.ServicerContext
+    ) -> master_pb2.ListWorkersResponse:
+        records = self._membership.workers(include_lost=request.include_lost)
+        return master_pb2.ListWorkersResponse(
+            epoch=self._membership.epoch,
+            workers=[_worker_status(record) for record in records],
+        )
+
+
+@grpc_servicer
+class MetadataServicer(master_pb2_grpc.MetadataServiceServicer):
+    """File status and listings of datasets; mounts for workers."""
+
+    def __init__(self, metadata: MetadataCache) -> None:
+        self._metadata = metadata
+
+    async def GetStatus(
+        self, request: master_pb2.GetStatusRequest, context: grpc.aio.ServicerContext
+    ) -> master_pb2.GetStatusResponse:
+        namespace, name = _ref(request.dataset)
+        entry = await self._metadata.get_status(namespace, name, request.path)
+        return master_pb2.GetStatusResponse(status=_file_status(entry))
+
+    async def ListStatus(
+        self, request: master_pb2.ListStatusRequest, context: grpc.aio.ServicerContext
+    ) -> master_pb2.ListStatusResponse:
+        namespace, name = _ref(request.dataset)
+        entries, token = await self._metadata.list_status(
+            namespace,
+            name,
+            request.path,
+            recursive=request.recursive,
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return master_pb2.ListStatusResponse(
+            entries=[_file_status(entry) for entry in entries], next_page_token=token
+        )
+
+    async def GetMount(
+        self, request: master_pb2.GetMountRequest, context: grpc.aio.ServicerContext
+    ) -> master_pb2.GetMountResponse:
+        if not request.mount_id:
+            raise InvalidArgument("GetMount: mount_id is required")
+        return master_pb2.GetMountResponse(
+            mount=mount_info_proto(self._metadata.get_mount(request.mount_id))
+        )
+
+
+@grpc_servicer
+class DatasetServicer(master_pb2_grpc.DatasetServiceServicer):
+    """The dataset registry. Changes are serialised; the file is written in a thread."""
+
+    def __init__(self, registry: DatasetRegistry, metadata: MetadataCache) -> None:
+        self._registry = registry
+        self._metadata = metadata
+        self._lock = asyncio.Lock()
+
+    async def ApplyDataset(
+        self, request: master_pb2.ApplyDatasetRequest, context: grpc.aio.ServicerContext
+    ) -> master_pb2.ApplyDatasetResponse:
+        namespace, name = _ref(request.ref)
+        try:
+            spec: Any = json.loads(request.spec_json or b"{}")
+        except ValueError as exc:
+            raise InvalidArgument(
+                f"dataset {namespace}/{name}: spec_json is not JSON: {exc}"
+            ) from None
+        async with self._lock:
+            mounts = self._registry.validate(namespace, name, spec)
+            try:
+                # Open the backends first: a bad option fails the apply, not a later read.
+                await self._metadata.check_mounts(mounts)
+                record, created = await asyncio.to_thread(
+                    self._registry.apply, namespace, name, spec
+                )
+            finally:
+                await self._metadata.sync_mounts()
+        return master_pb2.ApplyDatasetResponse(dataset=dataset_proto(record), created=created)
+
+    async def GetDataset(
+        self, request: master_pb2.GetDatasetRequest, context: grpc.aio.ServicerContext
+    ) -> master_pb2.GetDatasetResponse:
+        namespace, name = _ref(request.ref)
+        return master_pb2.GetDatasetResponse(
+            dataset=dataset_proto(self._registry.get(namespace, name))
+        )
+
+    async def ListDatasets(
+        self, request: master_pb2.ListDatasetsRequest, context: grpc.aio.ServicerContext
+    ) -> master_pb2.ListDatasetsResponse:
+        records = self._registry.datasets(request.namespace)
+        return master_pb2.ListDatasetsResponse(datasets=[dataset_proto(r) for r in records])
+
+    async def DeleteDataset(
+        self, request: master_pb2.DeleteDatasetRequest, context: grpc.aio.ServicerContext
+    ) -> master_pb2.DeleteDatasetResponse:
+        namespace, name = _ref(request.ref)
+        async with self._lock:
+            try:
+                old = await asyncio.to_thread(self._registry.delete, namespace, name)
+            finally:
+                await self._metadata.sync_mounts()
+        return master_pb2.DeleteDatasetResponse(deleted=old is not None)
