@@ -1,8 +1,99 @@
-"""Placeholder until its commands land (replaced in this change)."""
+"""``cachecluster worker``: run one worker in the foreground, as a pod runs it.
+
+It binds port 0 by default, writes ``<home>/endpoint.json`` once it listens,
+logs one line per event to stderr and exits 0 on SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
 
 import argparse
+import logging
+from pathlib import Path
 from typing import Any
 
+from cachecluster.cli.context import resolve_home
+from cachecluster.worker.eviction import DEFAULT_POLICY, policy_names
 
-def register(sub: "argparse._SubParsersAction[Any]") -> None:
-    """Add this module's subcommands."""
+LOG_FORMAT = "%(asctime)s %(levelname)s worker %(message)s"
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    """Add the ``worker`` subcommand."""
+    parser = sub.add_parser(
+        "worker",
+        help="run a cache worker in the foreground",
+        description=(
+            "Run a cache worker: a tiered block store that serves blocks to readers and "
+            "fetches missing ones from the UFS. Stops cleanly on SIGTERM."
+        ),
+    )
+    parser.add_argument("--master", required=True, help="master address host:port")
+    parser.add_argument(
+        "--home",
+        type=Path,
+        default=None,
+        help="worker folder: endpoint file and worker id (default <CACHECLUSTER_HOME>/worker)",
+    )
+    parser.add_argument(
+        "--id",
+        dest="worker_id",
+        default=None,
+        help="stable worker id (default: kept in <home>/worker-id, generated once)",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on and announce")
+    parser.add_argument("--data-port", type=int, default=0, help="data protocol port (0: any)")
+    parser.add_argument("--grpc-port", type=int, default=0, help="gRPC port (0: any)")
+    parser.add_argument("--metrics-port", type=int, default=0, help="Prometheus port (0: any)")
+    parser.add_argument(
+        "--unix-socket",
+        default="",
+        metavar="PATH|none",
+        help="data protocol Unix socket for same-host readers "
+        "(default /tmp/cachecluster-<uid>/<id>-<random>.sock; 'none' for TCP only)",
+    )
+    parser.add_argument(
+        "--tier",
+        action="append",
+        default=[],
+        metavar="MEDIUM:PATH:QUOTA[:HIGH:LOW]",
+        help="a cache tier, repeatable (default MEM:/dev/shm/cachecluster-<uid>/<id>:1Gi)",
+    )
+    parser.add_argument(
+        "--eviction-policy",
+        default=DEFAULT_POLICY,
+        choices=policy_names(),
+        help=f"eviction policy of every tier (default {DEFAULT_POLICY})",
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the configuration from the flags and run the worker on uvloop until stopped."""
+    import uvloop
+
+    from cachecluster.worker.config import build_worker_config
+    from cachecluster.worker.server import run_worker
+
+    logging.basicConfig(
+        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
+        format=LOG_FORMAT,
+        force=True,
+    )
+    home = args.home if args.home is not None else resolve_home(None) / "worker"
+    unix_socket: str | None = args.unix_socket
+    if unix_socket is not None and unix_socket.lower() == "none":
+        unix_socket = None
+    config = build_worker_config(
+        master=args.master,
+        home=home,
+        worker_id=args.worker_id,
+        host=args.host,
+        data_port=args.data_port,
+        grpc_port=args.grpc_port,
+        metrics_port=args.metrics_port,
+        unix_socket=unix_socket,
+        tier_flags=args.tier,
+        eviction_policy=args.eviction_policy,
+    )
+    uvloop.run(run_worker(config))
+    return 0

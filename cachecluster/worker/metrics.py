@@ -11,9 +11,16 @@ Every name starts with ``cachecluster_worker_``. Per-tier series carry a
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from cachecluster.worker.tiers import Medium
+
+if TYPE_CHECKING:
+    from cachecluster.worker.data_server import DataServerStats
 
 PREFIX = "cachecluster_worker"
 
@@ -165,3 +172,33 @@ class WorkerMetrics:
         """Publish a tier's used bytes and block count."""
         self.tier_used_bytes.labels(medium.value).set(used)
         self.tier_blocks.labels(medium.value).set(blocks)
+
+
+class DataServerCollector:
+    """Exports a data server's counters (``DataServerStats``) when the registry is scraped.
+
+    Register it with ``registry.register(DataServerCollector(server.stats))``.
+    """
+
+    _COUNTERS = (
+        ("connections_accepted", "Data connections accepted."),
+        ("connections_failed", "Data connections closed by an error (bad frame, reset)."),
+        ("requests", "Data requests received (reads and pings)."),
+        ("bytes_sent", "Block bytes sent to readers."),
+        ("errors", "Error responses sent to readers."),
+    )
+
+    def __init__(self, stats: DataServerStats) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        """One counter family per counter, plus the open connections gauge."""
+        for name, help_text in self._COUNTERS:
+            family = CounterMetricFamily(f"{PREFIX}_data_{name}", help_text)
+            family.add_metric([], float(getattr(self.stats, name)))
+            yield family
+        open_now = GaugeMetricFamily(
+            f"{PREFIX}_data_connections_open", "Data connections open now."
+        )
+        open_now.add_metric([], float(self.stats.connections_open))
+        yield open_now

@@ -1,0 +1,219 @@
+"""The worker process: block store, data server, gRPC service, metrics and master link.
+
+:func:`run_worker` starts, in order:
+
+1. the :class:`BlockStore` (rescanning its tiers: disk-tier blocks survive restarts);
+2. the gRPC server: ``WorkerService`` and the standard health service;
+3. the data server on TCP and the Unix socket, over :class:`UfsBlockOpener`;
+4. the Prometheus endpoint (store metrics and data server counters);
+5. the master link (register, heartbeats, block reports, ring);
+
+then writes ``<home>/endpoint.json`` and serves until SIGTERM or SIGINT (or
+until ``stop`` is set). Shutdown goes in reverse: the master link stops, the
+data server stops accepting and closes its connections (removing the Unix
+socket), gRPC calls in progress get ``stop_grace`` seconds, then the UFS
+backends and the store close and the endpoint file is removed. A failure to
+start cleans up what was started and raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from prometheus_client import CollectorRegistry, start_http_server
+
+from cachecluster.common.endpoint_file import remove_endpoint_file, write_endpoint_file
+from cachecluster.common.errors import ConfigError
+from cachecluster.protos import common_pb2, master_pb2_grpc, worker_pb2_grpc
+from cachecluster.worker.block_store import BlockStore
+from cachecluster.worker.config import WorkerConfig
+from cachecluster.worker.data_server import DataServer
+from cachecluster.worker.master_link import MasterLink
+from cachecluster.worker.metrics import DataServerCollector, WorkerMetrics
+from cachecluster.worker.mounts import MasterMountLookup, MountResolver
+from cachecluster.worker.opener import UfsBlockOpener
+from cachecluster.worker.placement import RingView
+from cachecluster.worker.replication import Replicator
+from cachecluster.worker.service import WorkerServicer
+
+log = logging.getLogger("cachecluster.worker.server")
+
+WORKER_SERVICE_NAME = "cachecluster.v1.WorkerService"
+
+CHANNEL_OPTIONS = (
+    # gRPC backs off up to 120 s between reconnects; a worker must find a
+    # restarted master within a heartbeat or two.
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.min_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+)
+
+
+async def run_worker(config: WorkerConfig, *, stop: asyncio.Event | None = None) -> None:
+    """Run a worker until SIGTERM/SIGINT (or ``stop``); see the module docstring."""
+    loop = asyncio.get_running_loop()
+    if stop is None:
+        stop = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+    async with contextlib.AsyncExitStack() as cleanup:
+        cleanup.push_async_callback(_remove_endpoint, config)
+
+        registry = CollectorRegistry()
+        metrics = WorkerMetrics(registry)
+        store = BlockStore(config.tiers, policy=config.eviction_policy, metrics=metrics)
+        await store.start()
+        cleanup.push_async_callback(store.close)
+        log.info(
+            "%s: block store ready, %d blocks on %s",
+            config.worker_id,
+            len(store.blocks()),
+            ", ".join(f"{t.medium.value}:{t.path}" for t in store.tiers),
+        )
+
+        master_channel = grpc.aio.insecure_channel(config.master, options=CHANNEL_OPTIONS)
+        cleanup.push_async_callback(master_channel.close)
+        master_stub = master_pb2_grpc.MasterServiceStub(master_channel)
+        ring = RingView(config.worker_id)
+        mounts = MountResolver(
+            MasterMountLookup(master_pb2_grpc.MetadataServiceStub(master_channel)),
+            resolve_timeout=config.mount_resolve_timeout,
+            refresh_interval=config.mount_refresh_interval,
+        )
+        cleanup.push_async_callback(mounts.close)
+        replicator = Replicator(
+            ring,
+            parallelism=config.replication_parallelism,
+            max_queued=config.replication_queue,
+        )
+        cleanup.push_async_callback(replicator.close)
+        opener = UfsBlockOpener(store, mounts, ring, replicator=replicator)
+
+        grpc_server, grpc_port, health_servicer = await _start_grpc(config, store, opener)
+
+        async def stop_grpc() -> None:
+            await health_servicer.enter_graceful_shutdown()
+            await grpc_server.stop(grace=config.stop_grace)
+
+        cleanup.push_async_callback(stop_grpc)
+
+        if config.unix_socket is not None:
+            await asyncio.to_thread(_prepare_socket_dir, config.unix_socket)
+        data_server = DataServer(
+            opener, host=config.host, port=config.data_port, unix_path=config.unix_socket
+        )
+        await data_server.start()
+        cleanup.push_async_callback(data_server.close)
+        registry.register(DataServerCollector(data_server.stats))
+
+        metrics_server, metrics_thread = await asyncio.to_thread(
+            start_http_server, config.metrics_port, config.host, registry
+        )
+        cleanup.push_async_callback(asyncio.to_thread, _stop_http, metrics_server, metrics_thread)
+        metrics_port = int(metrics_server.server_port)
+
+        endpoint = common_pb2.WorkerEndpoint(
+            host=config.host,
+            data_port=data_server.port,
+            unix_socket=config.unix_socket or "",
+            grpc_port=grpc_port,
+            metrics_port=metrics_port,
+        )
+        link = MasterLink(
+            stub=master_stub,
+            master_address=config.master,
+            worker_id=config.worker_id,
+            incarnation=config.incarnation,
+            endpoint=endpoint,
+            store=store,
+            ring=ring,
+            version=config.version,
+        )
+        link_task = loop.create_task(link.run(), name="master-link")
+        cleanup.push_async_callback(_cancel, link_task)
+
+        fields: dict[str, Any] = {
+            "worker_id": config.worker_id,
+            "incarnation": config.incarnation,
+            "host": config.host,
+            "data_port": data_server.port,
+            "unix_socket": config.unix_socket or "",
+            "grpc_port": grpc_port,
+            "metrics_port": metrics_port,
+            "master": config.master,
+        }
+        await asyncio.to_thread(write_endpoint_file, config.home, fields)
+        log.info(
+            "%s serving: data %s:%d%s, grpc %d, metrics %d, master %s",
+            config.worker_id,
+            config.host,
+            data_server.port,
+            f" + {config.unix_socket}" if config.unix_socket else "",
+            grpc_port,
+            metrics_port,
+            config.master,
+        )
+
+        await stop.wait()
+        log.info("%s stopping", config.worker_id)
+    log.info("%s stopped", config.worker_id)
+
+
+async def _start_grpc(
+    config: WorkerConfig, store: BlockStore, opener: UfsBlockOpener
+) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+    """The gRPC server with WorkerService and health, started; its bound port."""
+    server = grpc.aio.server()
+    servicer = WorkerServicer(
+        worker_id=config.worker_id,
+        incarnation=config.incarnation,
+        store=store,
+        opener=opener,
+        default_parallelism=config.load_parallelism,
+        version=config.version,
+    )
+    worker_pb2_grpc.add_WorkerServiceServicer_to_server(servicer, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    port = server.add_insecure_port(f"{config.host}:{config.grpc_port}")
+    if port == 0:
+        raise ConfigError("--grpc-port", f"cannot listen on {config.host}:{config.grpc_port}")
+    await server.start()
+    serving = health_pb2.HealthCheckResponse.SERVING
+    await health_servicer.set("", serving)
+    await health_servicer.set(WORKER_SERVICE_NAME, serving)
+    return server, port, health_servicer
+
+
+def _prepare_socket_dir(path: str) -> None:
+    """Create the Unix socket's directory (private to this user when we create it)."""
+    directory = os.path.dirname(path)
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(
+            "--unix-socket", f"cannot create {directory}: {error.strerror or error}"
+        ) from None
+
+
+def _stop_http(server: Any, thread: Any) -> None:
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _remove_endpoint(config: WorkerConfig) -> None:
+    await asyncio.to_thread(remove_endpoint_file, config.home)

@@ -1,0 +1,366 @@
+"""Mount resolution and the worker's block opener over a real BlockStore and real UFSs.
+
+The opener is exercised with local directories and SeaweedFS (S3), through
+the real data server and ``DataConnection`` where the wire matters. Mount
+specs come from a table (:class:`MountTable`, the resolver's lookup seam);
+the master's own ``GetMount`` is covered by the worker process tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import uuid
+from collections.abc import AsyncIterator, Iterator, Mapping
+from pathlib import Path
+
+import pytest
+
+from cachecluster.client.data_conn import DataConnection
+from cachecluster.common.errors import InvalidArgument, NotFound, Unavailable, VersionChanged
+from cachecluster.common.frames import BlockRef, ReadRequest
+from cachecluster.ufs.base import UfsBackend
+from cachecluster.ufs.local import file_version
+from cachecluster.ufs.registry import create_backend
+from cachecluster.worker.block_key import BlockKey
+from cachecluster.worker.block_store import BlockStore
+from cachecluster.worker.data_server import DataServer
+from cachecluster.worker.mounts import MountResolver, MountSpec
+from cachecluster.worker.opener import UfsBlockOpener
+from cachecluster.worker.placement import RingView
+from cachecluster.worker.tiers import Medium, TierConfig
+from tests.servers.seaweed import SeaweedS3
+
+BLOCK = 64 * 1024
+MOUNT = "0123456789abcdef"
+
+
+class MountTable:
+    """A lookup from a table of specs; ``unreachable`` makes it fail like an absent master."""
+
+    def __init__(self, specs: Mapping[str, MountSpec] | None = None) -> None:
+        self.specs = dict(specs or {})
+        self.calls = 0
+        self.unreachable = 0
+        """Calls still to fail with Unavailable (-1: all of them)."""
+
+    async def __call__(self, mount_id: str) -> MountSpec:
+        self.calls += 1
+        await asyncio.sleep(0.01)
+        if self.unreachable:
+            self.unreachable -= 1 if self.unreachable > 0 else 0
+            raise Unavailable("master at 127.0.0.1:1 unreachable")
+        try:
+            return self.specs[mount_id]
+        except KeyError:
+            raise NotFound(f"mount {mount_id}: no such mount") from None
+
+
+class CountingFactory:
+    """A backend factory that records the backends it made (real ``create_backend`` ones)."""
+
+    def __init__(self) -> None:
+        self.made: list[UfsBackend] = []
+
+    def __call__(self, uri: str, options: Mapping[str, str]) -> UfsBackend:
+        backend = create_backend(uri, options)
+        self.made.append(backend)
+        return backend
+
+
+@pytest.fixture
+def ufs_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "ufs"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+async def store(shm_dir: Path) -> AsyncIterator[BlockStore]:
+    async with BlockStore([TierConfig(Medium.MEM, str(shm_dir / "mem"), 64 * BLOCK)]) as store:
+        yield store
+
+
+def ring_with_block_size(block_size: int = BLOCK) -> RingView:
+    ring = RingView("w-test")
+    ring.set_block_size(block_size)
+    return ring
+
+
+def write_file(directory: Path, name: str, size: int, seed: int = 1) -> bytes:
+    data = random.Random(seed).randbytes(size)
+    (directory / name).write_bytes(data)
+    return data
+
+
+def request_for(path: str, version: str, index: int, mount: str = MOUNT) -> ReadRequest:
+    key = BlockKey(mount, path, version, index)
+    return ReadRequest(1, key.id, BlockRef(mount, path, version, index), 0, BLOCK)
+
+
+# ---------------------------------------------------------------- resolver
+
+
+async def test_concurrent_misses_share_one_lookup_and_one_backend(ufs_dir: Path) -> None:
+    table = MountTable({MOUNT: MountSpec(MOUNT, f"local://{ufs_dir}")})
+    factory = CountingFactory()
+    resolver = MountResolver(table, backend_factory=factory)
+    try:
+        resolved = await asyncio.gather(*(resolver.get(MOUNT) for _ in range(20)))
+        assert {id(r.backend) for r in resolved} == {id(factory.made[0])}
+        assert table.calls == 1 and len(factory.made) == 1
+        assert (await resolver.get(MOUNT)).backend is factory.made[0]
+        assert table.calls == 1
+    finally:
+        await resolver.close()
+
+
+async def test_unknown_mount_is_not_found_and_not_cached(ufs_dir: Path) -> None:
+    table = MountTable()
+    resolver = MountResolver(table)
+    try:
+        for _ in range(2):
+            with pytest.raises(NotFound):
+                await resolver.get("feedfeedfeedfeed")
+        assert table.calls == 2
+        with pytest.raises(InvalidArgument):
+            await resolver.get("")
+    finally:
+        await resolver.close()
+
+
+async def test_lookup_is_retried_while_the_master_is_away(ufs_dir: Path) -> None:
+    table = MountTable({MOUNT: MountSpec(MOUNT, f"local://{ufs_dir}")})
+    table.unreachable = 3
+    resolver = MountResolver(table, resolve_timeout=5.0)
+    try:
+        resolved = await resolver.get(MOUNT)
+        assert resolved.spec.uri == f"local://{ufs_dir}"
+        assert table.calls == 4
+    finally:
+        await resolver.close()
+
+
+async def test_lookup_gives_up_after_the_resolve_timeout(ufs_dir: Path) -> None:
+    table = MountTable({MOUNT: MountSpec(MOUNT, f"local://{ufs_dir}")})
+    table.unreachable = -1
+    resolver = MountResolver(table, resolve_timeout=0.3)
+    try:
+        with pytest.raises(Unavailable, match="could not be reached"):
+            await resolver.get(MOUNT)
+    finally:
+        await resolver.close()
+
+
+async def test_cached_mount_keeps_working_while_the_master_is_away(ufs_dir: Path) -> None:
+    table = MountTable({MOUNT: MountSpec(MOUNT, f"local://{ufs_dir}")})
+    resolver = MountResolver(table, refresh_interval=0.0)
+    try:
+        first = await resolver.get(MOUNT)
+        table.unreachable = -1
+        for _ in range(3):
+            assert await resolver.get(MOUNT) is first
+            await asyncio.sleep(0.05)
+        assert table.calls >= 2  # refreshes were tried in the background
+    finally:
+        await resolver.close()
+
+
+async def test_refresh_swaps_changed_options_and_drops_deleted_mounts(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    table = MountTable({MOUNT: MountSpec(MOUNT, f"local://{tmp_path}/a")})
+    factory = CountingFactory()
+    resolver = MountResolver(table, refresh_interval=0.0, backend_factory=factory)
+    try:
+        first = await resolver.get(MOUNT)
+        table.specs[MOUNT] = MountSpec(MOUNT, f"local://{tmp_path}/b")
+        await resolver.get(MOUNT)  # starts the refresh
+        for _ in range(100):
+            current = resolver.cached(MOUNT)
+            if current is not None and current.spec.uri.endswith("/b"):
+                break
+            await asyncio.sleep(0.02)
+        current = resolver.cached(MOUNT)
+        assert current is not None and current.backend is not first.backend
+        del table.specs[MOUNT]
+        await resolver.get(MOUNT)
+        for _ in range(100):
+            if resolver.cached(MOUNT) is None:
+                break
+            await asyncio.sleep(0.02)
+        assert resolver.cached(MOUNT) is None
+        with pytest.raises(NotFound):
+            await resolver.get(MOUNT)
+    finally:
+        await resolver.close()
+    assert len(factory.made) == 2
+
+
+def test_mount_spec_hides_options_from_its_description() -> None:
+    spec = MountSpec(MOUNT, "s3://bucket/dir", {"fs.s3.accessKeySecret": "s3cr3t"})
+    assert "s3cr3t" not in spec.describe()
+    with pytest.raises(TypeError):
+        spec.options["x"] = "y"  # type: ignore[index]
+
+
+# ---------------------------------------------------------------- opener, local UFS
+
+
+@pytest.fixture
+async def local_opener(ufs_dir: Path, store: BlockStore) -> AsyncIterator[UfsBlockOpener]:
+    resolver = MountResolver(MountTable({MOUNT: MountSpec(MOUNT, f"local://{ufs_dir}")}))
+    try:
+        yield UfsBlockOpener(store, resolver, ring_with_block_size())
+    finally:
+        await resolver.close()
+
+
+def local_version(path: Path) -> str:
+    return file_version(os.stat(path))
+
+
+async def test_opener_loads_whole_blocks_then_hits(
+    ufs_dir: Path, store: BlockStore, local_opener: UfsBlockOpener
+) -> None:
+    size = 2 * BLOCK + 1234
+    data = write_file(ufs_dir, "f.bin", size)
+    version = local_version(ufs_dir / "f.bin")
+    for index in range(3):
+        with await local_opener.open_block(request_for("f.bin", version, index)) as lease:
+            assert lease.read() == data[index * BLOCK : (index + 1) * BLOCK]
+    assert _sample(store, "cachecluster_worker_block_misses_total") == 3
+    assert _sample(store, "cachecluster_worker_bytes_fetched_total") == size
+    with await local_opener.open_block(request_for("f.bin", version, 2)) as lease:
+        assert lease.length == 1234
+    assert _sample(store, "cachecluster_worker_block_misses_total") == 3
+    assert _sample(store, "cachecluster_worker_block_hits_total", {"medium": "MEM"}) == 1
+
+
+async def test_opener_refuses_a_block_id_that_does_not_match_its_key(
+    ufs_dir: Path, local_opener: UfsBlockOpener
+) -> None:
+    write_file(ufs_dir, "f.bin", BLOCK)
+    version = local_version(ufs_dir / "f.bin")
+    good = request_for("f.bin", version, 0)
+    other = BlockKey(MOUNT, "f.bin", version, 1).id
+    forged = ReadRequest(1, other, good.key, 0, BLOCK)
+    with pytest.raises(InvalidArgument, match="does not match"):
+        await local_opener.open_block(forged)
+    with pytest.raises(InvalidArgument, match="not normalised"):
+        await local_opener.open_block(request_for("./f.bin", version, 0))
+    with pytest.raises(InvalidArgument):
+        await local_opener.open_block(request_for("../etc/passwd", version, 0))
+
+
+async def test_opener_past_the_end_is_not_found_and_a_changed_file_a_conflict(
+    ufs_dir: Path, local_opener: UfsBlockOpener
+) -> None:
+    write_file(ufs_dir, "f.bin", BLOCK + 10)
+    version = local_version(ufs_dir / "f.bin")
+    with pytest.raises(NotFound, match="past the end"):
+        await local_opener.open_block(request_for("f.bin", version, 2))
+    write_file(ufs_dir, "empty.bin", 0)
+    with pytest.raises(NotFound):
+        await local_opener.open_block(
+            request_for("empty.bin", local_version(ufs_dir / "empty.bin"), 0)
+        )
+    write_file(ufs_dir, "f.bin", BLOCK + 11, seed=2)  # a new version
+    with pytest.raises(VersionChanged):
+        await local_opener.open_block(request_for("f.bin", version, 0))
+    with pytest.raises(NotFound):
+        await local_opener.open_block(request_for("missing.bin", "1-1", 0))
+
+
+async def test_opener_without_block_size_is_unavailable(ufs_dir: Path, store: BlockStore) -> None:
+    write_file(ufs_dir, "f.bin", 10)
+    resolver = MountResolver(MountTable({MOUNT: MountSpec(MOUNT, f"local://{ufs_dir}")}))
+    opener = UfsBlockOpener(store, resolver, RingView("w-test"))
+    try:
+        with pytest.raises(Unavailable, match="block size"):
+            await opener.open_block(request_for("f.bin", local_version(ufs_dir / "f.bin"), 0))
+    finally:
+        await resolver.close()
+
+
+async def test_opener_load_reports_already_cached(
+    ufs_dir: Path, local_opener: UfsBlockOpener
+) -> None:
+    write_file(ufs_dir, "f.bin", BLOCK + 5)
+    key = BlockKey(MOUNT, "f.bin", local_version(ufs_dir / "f.bin"), 1)
+    first = await local_opener.load(key.id, key)
+    assert (first.already_cached, first.bytes_fetched) == (False, 5)
+    again = await local_opener.load(key.id, key)
+    assert (again.already_cached, again.bytes_fetched) == (True, 0)
+
+
+async def test_data_server_over_the_opener_serves_ranges_and_error_kinds(
+    ufs_dir: Path, local_opener: UfsBlockOpener
+) -> None:
+    data = write_file(ufs_dir, "f.bin", BLOCK + 100)
+    version = local_version(ufs_dir / "f.bin")
+    async with DataServer(local_opener, port=0) as server:
+        conn = await DataConnection.connect("127.0.0.1", server.port)
+        try:
+            buf = bytearray(BLOCK)
+            key = BlockKey(MOUNT, "f.bin", version, 1)
+            ref = BlockRef(MOUNT, "f.bin", version, 1)
+            got = await conn.read_block(key.id, ref, 10, BLOCK, buf)
+            assert bytes(buf[:got]) == data[BLOCK + 10 :]
+            key0 = BlockKey(MOUNT, "f.bin", version, 0)
+            got = await conn.read_block(key0.id, BlockRef(MOUNT, "f.bin", version, 0), 7, 99, buf)
+            assert bytes(buf[:got]) == data[7:106]
+            stale = BlockKey(MOUNT, "f.bin", "0-0", 0)
+            with pytest.raises(VersionChanged):
+                await conn.read_block(stale.id, BlockRef(MOUNT, "f.bin", "0-0", 0), 0, 10, buf)
+            # The connection survives error responses.
+            got = await conn.read_block(key.id, ref, 0, 100, buf)
+            assert bytes(buf[:got]) == data[BLOCK:]
+        finally:
+            await conn.close()
+
+
+# ---------------------------------------------------------------- opener, S3
+
+
+@pytest.fixture
+def s3_bucket(s3_server: SeaweedS3) -> Iterator[str]:
+    bucket = f"worker-{uuid.uuid4().hex[:8]}"
+    s3_server.create_bucket(bucket)
+    yield bucket
+
+
+async def test_opener_reads_s3_blocks_with_the_etag_pinned(
+    s3_server: SeaweedS3, s3_bucket: str, store: BlockStore
+) -> None:
+    client = s3_server.client()
+    data = random.Random(7).randbytes(3 * BLOCK + 17)
+    client.put_object(Bucket=s3_bucket, Key="dir/obj.bin", Body=data)
+    etag = client.head_object(Bucket=s3_bucket, Key="dir/obj.bin")["ETag"].strip('"')
+    spec = MountSpec(MOUNT, f"s3://{s3_bucket}/dir", s3_server.backend_options())
+    resolver = MountResolver(MountTable({MOUNT: spec}))
+    opener = UfsBlockOpener(store, resolver, ring_with_block_size())
+    try:
+        status = await (await resolver.get(MOUNT)).backend.stat("obj.bin")
+        assert status.version.strip('"') == etag
+        parts = await asyncio.gather(
+            *(opener.open_block(request_for("obj.bin", status.version, i)) for i in range(4))
+        )
+        joined = b""
+        for lease in parts:
+            joined += lease.read()
+            lease.close()
+        assert joined == data
+        client.put_object(Bucket=s3_bucket, Key="dir/obj.bin", Body=b"changed")
+        stale = request_for("obj.bin", status.version, 0)
+        assert await store.evict(stale.block_id)  # the next read must go to the UFS again
+        with pytest.raises(VersionChanged):
+            await opener.open_block(stale)
+    finally:
+        await resolver.close()
+
+
+def _sample(store: BlockStore, name: str, labels: dict[str, str] | None = None) -> float:
+    value = store.metrics.registry.get_sample_value(name, labels or {})
+    return value or 0.0
