@@ -1,0 +1,342 @@
+"""What a client knows of the cluster: the ring, file metadata and mounts, cached.
+
+:class:`ClusterView` sits between the readers and :class:`MasterApi`:
+
+* **Ring.** Fetched on first use, then refreshed in the background every
+  ``ring_refresh_interval`` seconds and soon after a worker failure
+  (:meth:`ClusterView.request_ring_refresh`). ``GetRing`` carries the epoch
+  the client holds, so an unchanged ring costs one tiny call; a new epoch is
+  rebuilt in a thread (a 1,000-worker ring takes about half a second) and
+  swapped in whole.
+* **Placement.** :meth:`ClusterView.candidates` lists the workers to try for
+  a block: its owners in ring order, then the next distinct workers on the
+  ring ("any other live worker"), with workers that failed lately (suspects,
+  for ``suspect_seconds``) and workers the master sees missing heartbeats
+  moved to the end.
+* **Metadata.** ``stat`` and ``list_dir`` answers live ``metadata_ttl`` seconds;
+  a listing also fills the status of each entry. When the master cannot be
+  reached, expired entries keep being served, so reads go on while it is away.
+* **Mounts.** ``GetMount`` answers and one UFS backend a mount, for reading
+  straight from the UFS when no worker can serve a block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass
+from typing import TypeVar
+
+from cachecluster.client.data_conn import WorkerAddress
+from cachecluster.client.master_api import (
+    DatasetPath,
+    FileInfo,
+    MasterApi,
+    MemberInfo,
+    MountInfo,
+    RingInfo,
+)
+from cachecluster.common.errors import NotFound, Unavailable
+from cachecluster.common.ring import HashRing
+from cachecluster.ufs.base import UfsBackend
+from cachecluster.ufs.registry import create_backend
+
+log = logging.getLogger("cachecluster.client")
+
+DEFAULT_METADATA_TTL = 5.0
+DEFAULT_RING_REFRESH_INTERVAL = 3.0
+DEFAULT_SUSPECT_SECONDS = 10.0
+DEFAULT_EXTRA_WORKERS = 2
+"""Workers beyond a block's owners to try before the UFS."""
+MAX_METADATA_ENTRIES = 100_000
+_MIN_REFRESH_GAP = 0.2
+
+T = TypeVar("T")
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0", "::"})
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A worker to try for a block, and how to reach it."""
+
+    worker_id: str
+    address: WorkerAddress
+
+
+@dataclass(frozen=True, slots=True)
+class RingState:
+    """One epoch of the ring, built: placement plus the address of every member."""
+
+    info: RingInfo
+    ring: HashRing
+    members: dict[str, MemberInfo]
+    addresses: dict[str, WorkerAddress]
+
+    @property
+    def epoch(self) -> int:
+        """The master's membership epoch of this ring."""
+        return self.info.epoch
+
+    @property
+    def block_size(self) -> int:
+        """The cluster's block size in bytes."""
+        return self.info.block_size
+
+    @property
+    def replicas(self) -> int:
+        """Copies of each block on distinct workers."""
+        return self.info.replicas
+
+    def owners(self, block_id: str) -> list[str]:
+        """The workers that own ``block_id``, primary first."""
+        return self.ring.owners(block_id, self.replicas)
+
+
+def order_candidates(ring_order: list[str], suspects: Collection[str]) -> list[str]:
+    """``ring_order`` with the ``suspects`` moved to the end, each part keeping its order."""
+    healthy = [worker for worker in ring_order if worker not in suspects]
+    return healthy + [worker for worker in ring_order if worker in suspects]
+
+
+@dataclass(slots=True)
+class _Cached:
+    expires: float
+    value: object
+
+
+class ClusterView:
+    """The ring, metadata and mount caches of one client (one event loop)."""
+
+    def __init__(
+        self,
+        api: MasterApi,
+        *,
+        metadata_ttl: float = DEFAULT_METADATA_TTL,
+        ring_refresh_interval: float = DEFAULT_RING_REFRESH_INTERVAL,
+        suspect_seconds: float = DEFAULT_SUSPECT_SECONDS,
+        extra_workers: int = DEFAULT_EXTRA_WORKERS,
+        prefer_unix: bool = True,
+    ) -> None:
+        self.api = api
+        self.metadata_ttl = metadata_ttl
+        self.ring_refresh_interval = ring_refresh_interval
+        self.suspect_seconds = suspect_seconds
+        self.extra_workers = max(0, extra_workers)
+        self.prefer_unix = prefer_unix
+        self._ring: RingState | None = None
+        self._ring_lock = asyncio.Lock()
+        self._refresher: asyncio.Task[None] | None = None
+        self._refresh_wanted = asyncio.Event()
+        self._suspects: dict[str, float] = {}  # worker id -> monotonic time it stops being one
+        self._metadata: OrderedDict[tuple[str, ...], _Cached] = OrderedDict()
+        self._mounts: dict[str, MountInfo] = {}
+        self._backends: dict[str, UfsBackend] = {}
+        self._mount_locks: dict[str, asyncio.Lock] = {}
+        self._local_hosts: frozenset[str] | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------ ring
+
+    async def ring(self) -> RingState:
+        """The current ring; fetched from the master on first use."""
+        state = self._ring
+        if state is None:
+            state = await self.refresh_ring()
+        if self._refresher is None and not self._closed:
+            self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
+        return state
+
+    async def refresh_ring(self) -> RingState:
+        """Ask the master for the ring now; rebuild it when the epoch changed."""
+        async with self._ring_lock:
+            known = self._ring
+            info = await self.api.get_ring(known.epoch if known is not None else 0)
+            if info is None and known is not None:
+                return known
+            assert info is not None
+            ring = await asyncio.to_thread(HashRing.from_snapshot, info.snapshot())
+            local = await self._local()
+            members = {m.worker_id: m for m in info.members}
+            addresses = {
+                m.worker_id: WorkerAddress(
+                    m.host,
+                    m.data_port,
+                    m.unix_socket if self.prefer_unix and m.host in local else None,
+                )
+                for m in info.members
+            }
+            state = RingState(info, ring, members, addresses)
+            if known is None or known.epoch != state.epoch:
+                log.info("ring epoch %d: %d workers", state.epoch, len(members))
+            self._ring = state
+            return state
+
+    def request_ring_refresh(self) -> None:
+        """Refresh the ring soon (in the background), e.g. after a worker failed."""
+        self._refresh_wanted.set()
+
+    async def _refresh_loop(self) -> None:
+        while not self._closed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._refresh_wanted.wait(), self.ring_refresh_interval)
+            self._refresh_wanted.clear()
+            try:
+                await self.refresh_ring()
+            except Exception as exc:  # the master may be away: keep the ring we have
+                log.debug("ring refresh failed: %s", exc)
+            await asyncio.sleep(_MIN_REFRESH_GAP)
+
+    async def _local(self) -> frozenset[str]:
+        if self._local_hosts is None:
+            self._local_hosts = await asyncio.to_thread(_local_host_names)
+        return self._local_hosts
+
+    # ------------------------------------------------------------ placement
+
+    def mark_suspect(self, worker_id: str) -> None:
+        """Try ``worker_id`` last for a while, and refresh the ring soon."""
+        self._suspects[worker_id] = time.monotonic() + self.suspect_seconds
+        self.request_ring_refresh()
+
+    def suspects(self) -> set[str]:
+        """Workers that failed within ``suspect_seconds``."""
+        now = time.monotonic()
+        for worker_id, until in list(self._suspects.items()):
+            if until <= now:
+                del self._suspects[worker_id]
+        return set(self._suspects)
+
+    async def candidates(self, block_id: str) -> list[Candidate]:
+        """The workers to try for ``block_id``, in order; empty when the ring is empty."""
+        state = await self.ring()
+        count = min(len(state.members), state.replicas + self.extra_workers)
+        ring_order = state.ring.owners(block_id, count)
+        avoid = self.suspects() | {w for w, m in state.members.items() if m.suspect}
+        return [
+            Candidate(worker_id, state.addresses[worker_id])
+            for worker_id in order_candidates(ring_order, avoid)
+            if worker_id in state.addresses
+        ]
+
+    # ------------------------------------------------------------ metadata
+
+    async def stat(self, path: DatasetPath) -> FileInfo:
+        """Status of a file or directory (namespaces and the root are directories)."""
+        if not path.namespace:
+            return FileInfo.directory("")
+        if not path.dataset:
+            datasets = await self.list_datasets(path.namespace)
+            if not datasets:
+                raise NotFound(f"no namespace {path.namespace!r} with datasets")
+            return FileInfo.directory(path.namespace)
+        return await self._cached(("stat", str(path)), lambda: self.api.get_status(path))
+
+    async def list_dir(self, path: DatasetPath, *, recursive: bool = False) -> list[FileInfo]:
+        """Entries of a directory (every descendant file when ``recursive``)."""
+        if not path.dataset:
+            return await self._list_above_datasets(path)
+        key = ("list", str(path), "r" if recursive else "")
+        entries = await self._cached(key, lambda: self.api.list_status(path, recursive=recursive))
+        expires = time.monotonic() + self.metadata_ttl
+        for entry in entries:
+            self._store(("stat", entry.path), entry, expires)
+        return entries
+
+    async def list_datasets(self, namespace: str = "") -> list[tuple[str, str]]:
+        """``(namespace, name)`` of the datasets (of ``namespace`` when given)."""
+        return await self._cached(
+            ("datasets", namespace), lambda: self.api.list_datasets(namespace)
+        )
+
+    async def _list_above_datasets(self, path: DatasetPath) -> list[FileInfo]:
+        datasets = await self.list_datasets(path.namespace)
+        if not path.namespace:
+            return [FileInfo.directory(ns) for ns in sorted({ns for ns, _ in datasets})]
+        if not datasets:
+            raise NotFound(f"no namespace {path.namespace!r} with datasets")
+        return [FileInfo.directory(f"{ns}/{name}") for ns, name in datasets]
+
+    def invalidate(self, path: DatasetPath | str) -> None:
+        """Forget what is cached about ``path`` (e.g. its UFS object changed)."""
+        text = str(path)
+        for key in [k for k in self._metadata if len(k) > 1 and k[1] == text]:
+            del self._metadata[key]
+
+    async def _cached(self, key: tuple[str, ...], fetch: Callable[[], Awaitable[T]]) -> T:
+        entry = self._metadata.get(key)
+        now = time.monotonic()
+        if entry is not None and entry.expires > now:
+            self._metadata.move_to_end(key)
+            return entry.value  # type: ignore[return-value]
+        try:
+            value = await fetch()
+        except Unavailable:
+            if entry is not None:  # the master is away: stale is better than nothing
+                log.debug("master unavailable, serving cached %s", key)
+                return entry.value  # type: ignore[return-value]
+            raise
+        self._store(key, value, now + self.metadata_ttl)
+        return value
+
+    def _store(self, key: tuple[str, ...], value: object, expires: float) -> None:
+        self._metadata[key] = _Cached(expires, value)
+        self._metadata.move_to_end(key)
+        while len(self._metadata) > MAX_METADATA_ENTRIES:
+            self._metadata.popitem(last=False)
+
+    # ------------------------------------------------------------ mounts
+
+    async def mount(self, mount_id: str) -> MountInfo:
+        """The mount's UFS root and options (asked of the master once)."""
+        mount = self._mounts.get(mount_id)
+        if mount is None:
+            mount = await self.api.get_mount(mount_id)
+            self._mounts[mount_id] = mount
+        return mount
+
+    async def backend(self, mount_id: str) -> UfsBackend:
+        """The UFS backend of a mount, made once and kept until :meth:`close`."""
+        backend = self._backends.get(mount_id)
+        if backend is not None:
+            return backend
+        lock = self._mount_locks.setdefault(mount_id, asyncio.Lock())
+        async with lock:
+            backend = self._backends.get(mount_id)
+            if backend is None:
+                mount = await self.mount(mount_id)
+                # Creating a backend may import an SDK (boto3, oss2): not on the loop.
+                backend = await asyncio.to_thread(create_backend, mount.uri, mount.options)
+                self._backends[mount_id] = backend
+            return backend
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def close(self) -> None:
+        """Stop the ring refresher and close the UFS backends."""
+        self._closed = True
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+            self._refresher = None
+        backends, self._backends = list(self._backends.values()), {}
+        for backend in backends:
+            try:
+                await backend.close()
+            except Exception as exc:  # closing must not fail the client's close
+                log.warning("closing UFS backend %s: %s", backend.uri, exc)
+
+
+def _local_host_names() -> frozenset[str]:
+    """Host names and addresses that mean this machine (blocking: DNS)."""
+    names = set(_LOOPBACK)
+    with contextlib.suppress(OSError):
+        hostname = socket.gethostname()
+        names.add(hostname)
+        names.update(socket.gethostbyname_ex(hostname)[2])
+    return frozenset(names)

@@ -1,0 +1,440 @@
+"""Reading files block by block from the workers, with read-ahead and fallback.
+
+A file of ``size`` bytes is ``ceil(size / block_size)`` blocks. A read of a
+byte range becomes one request a block (:func:`split_range`), all in flight at
+once, each received straight into its slice of the caller's buffer (a
+``memoryview``: no extra copy). Blocks go to different workers, so a large
+read draws on several workers in parallel.
+
+:class:`BlockFetcher` reads one block: from its owners in ring order, then
+from other workers, then from the UFS directly. A worker whose connection
+fails or times out is marked suspect (tried last for a while) and the ring is
+refreshed; only the UFS's own error, or a changed file (``VersionChanged``),
+reaches the caller.
+
+:class:`FileReader` adds a position and read-ahead: on sequential access the
+next ``readahead_blocks`` whole blocks are kept in flight into reusable
+buffers (:class:`BufferPool`), and reads are served from them with one
+``memcpy`` (about 10 GB/s here, far above the network).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
+
+from cachecluster.client.cluster_view import Candidate
+from cachecluster.client.data_conn import DataConnectionPool
+from cachecluster.client.master_api import FileInfo
+from cachecluster.common.errors import (
+    CacheClusterError,
+    InvalidArgument,
+    Unavailable,
+    VersionChanged,
+)
+from cachecluster.common.frames import BlockRef
+from cachecluster.ufs.base import UfsBackend
+from cachecluster.worker.block_key import BlockKey
+
+log = logging.getLogger("cachecluster.client")
+
+DEFAULT_READAHEAD_BLOCKS = 4
+DEFAULT_BLOCK_TIMEOUT = 30.0
+DEFAULT_MAX_PARALLEL_BLOCKS = 32
+MAX_FREE_BUFFERS = 64
+
+
+class BlockSpan(NamedTuple):
+    """The part of one block a read needs, and where it goes in the caller's buffer."""
+
+    block: int  # the block's index in the file
+    start: int  # offset in the block
+    length: int
+    buf_offset: int
+
+
+def block_length(index: int, file_size: int, block_size: int) -> int:
+    """Bytes of block ``index`` of a ``file_size``-byte file (the last one may be short)."""
+    return max(0, min(block_size, file_size - index * block_size))
+
+
+def split_range(offset: int, length: int, file_size: int, block_size: int) -> list[BlockSpan]:
+    """The blocks covering ``length`` bytes at ``offset``, cut at the end of the file."""
+    if offset < 0 or length < 0:
+        raise InvalidArgument(f"range {offset}+{length}: negative")
+    if block_size <= 0:
+        raise InvalidArgument(f"block size {block_size}: must be > 0")
+    end = min(offset + length, file_size)
+    spans: list[BlockSpan] = []
+    position = offset
+    while position < end:
+        index, start = divmod(position, block_size)
+        count = min(block_size - start, end - position)
+        spans.append(BlockSpan(index, start, count, position - offset))
+        position += count
+    return spans
+
+
+class BlockPlacement(Protocol):
+    """Where blocks are: what :class:`BlockFetcher` needs of the cluster view."""
+
+    async def candidates(self, block_id: str) -> list[Candidate]:
+        """Workers to try for a block, in order."""
+        ...
+
+    def mark_suspect(self, worker_id: str) -> None:
+        """Try this worker last for a while."""
+        ...
+
+    async def backend(self, mount_id: str) -> UfsBackend:
+        """The UFS backend of a mount."""
+        ...
+
+
+@dataclass
+class FetchStats:
+    """Counters of a client's block reads."""
+
+    worker_reads: int = 0
+    worker_failures: int = 0
+    ufs_reads: int = 0
+    readahead_hits: int = 0
+    bytes_read: int = 0
+
+
+class BlockFetcher:
+    """Reads one block, with the fallback chain; shared by every file of a client."""
+
+    def __init__(
+        self,
+        placement: BlockPlacement,
+        pool: DataConnectionPool,
+        *,
+        block_timeout: float = DEFAULT_BLOCK_TIMEOUT,
+        max_parallel_blocks: int = DEFAULT_MAX_PARALLEL_BLOCKS,
+    ) -> None:
+        self.placement = placement
+        self.pool = pool
+        self.block_timeout = block_timeout
+        self.stats = FetchStats()
+        self._slots = asyncio.Semaphore(max(1, max_parallel_blocks))
+        self._tasks: set[asyncio.Task[int]] = set()
+
+    async def read(
+        self, info: FileInfo, block_size: int, index: int, start: int, view: memoryview
+    ) -> int:
+        """Fill ``view`` with the bytes at ``start`` of block ``index`` of ``info``.
+
+        ``view`` must not reach past the block or the file. Returns ``len(view)``.
+        """
+        expected = len(view)
+        if expected == 0:
+            return 0
+        key = BlockKey(info.mount_id, info.mount_path, info.version, index)
+        block_id = key.id
+        ref = BlockRef(info.mount_id, info.mount_path, info.version, index)
+        async with self._slots:
+            try:
+                candidates = await self.placement.candidates(block_id)
+            except Unavailable as exc:  # no ring yet and no master: the UFS still works
+                log.debug("no ring for block %s: %s", block_id, exc)
+                candidates = []
+            for candidate in candidates:
+                try:
+                    got = await asyncio.wait_for(
+                        self._from_worker(candidate, block_id, ref, start, view),
+                        self.block_timeout,
+                    )
+                except VersionChanged:
+                    raise
+                except (CacheClusterError, OSError, TimeoutError) as exc:
+                    self.stats.worker_failures += 1
+                    if isinstance(exc, TimeoutError):
+                        self.placement.mark_suspect(candidate.worker_id)
+                    log.info(
+                        "block %s from worker %s failed (%s: %s); trying the next source",
+                        block_id,
+                        candidate.worker_id,
+                        type(exc).__name__,
+                        exc,
+                    )
+                    continue
+                if got == expected:
+                    self.stats.worker_reads += 1
+                    self.stats.bytes_read += got
+                    return got
+                self.stats.worker_failures += 1
+                log.info(
+                    "block %s from worker %s: %d bytes where %d were due; trying the next source",
+                    block_id,
+                    candidate.worker_id,
+                    got,
+                    expected,
+                )
+            return await self._from_ufs(info, block_size, index, start, view)
+
+    async def _from_worker(
+        self, candidate: Candidate, block_id: str, ref: BlockRef, start: int, view: memoryview
+    ) -> int:
+        try:
+            conn = await self.pool.get(candidate.address)
+        except Unavailable:
+            self.placement.mark_suspect(candidate.worker_id)
+            raise
+        try:
+            return await conn.read_block(block_id, ref, start, len(view), view)
+        except Unavailable:
+            if conn.closed:  # the connection died, not just an error answer
+                self.placement.mark_suspect(candidate.worker_id)
+            raise
+
+    async def _from_ufs(
+        self, info: FileInfo, block_size: int, index: int, start: int, view: memoryview
+    ) -> int:
+        backend = await self.placement.backend(info.mount_id)
+        offset = index * block_size + start
+        got = await backend.read_into(info.mount_path, offset, view, version=info.version or None)
+        if got != len(view):
+            raise VersionChanged(
+                f"{info.path}: {got} bytes at {offset} where {len(view)} were due "
+                "(the file changed: stat it again)"
+            )
+        self.stats.ufs_reads += 1
+        self.stats.bytes_read += got
+        return got
+
+    def spawn(self, coro: Awaitable[int]) -> asyncio.Task[int]:
+        """Run a background block read (read-ahead) that :meth:`close` cancels."""
+        task: asyncio.Task[int] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def close(self) -> None:
+        """Cancel the read-ahead still in flight."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class BufferPool:
+    """Reusable block buffers: touching fresh pages is slow, copying into used ones fast."""
+
+    def __init__(self, max_free: int = MAX_FREE_BUFFERS) -> None:
+        self.max_free = max_free
+        self._free: dict[int, list[bytearray]] = {}
+
+    def get(self, size: int) -> bytearray:
+        """A buffer of ``size`` bytes (contents undefined)."""
+        free = self._free.get(size)
+        return free.pop() if free else bytearray(size)
+
+    def put(self, buffer: bytearray) -> None:
+        """Give a buffer back; nobody may use it afterwards."""
+        free = self._free.setdefault(len(buffer), [])
+        if sum(len(f) for f in self._free.values()) < self.max_free:
+            free.append(buffer)
+
+
+@dataclass(slots=True)
+class _Prefetch:
+    index: int
+    buffer: bytearray
+    length: int
+    task: asyncio.Task[int]
+
+
+class FileReader:
+    """A position, read-ahead and ranged reads over one file of a dataset.
+
+    Not safe for concurrent calls on one reader; open one reader a task.
+    """
+
+    def __init__(
+        self,
+        fetcher: BlockFetcher,
+        info: FileInfo,
+        block_size: int,
+        *,
+        readahead_blocks: int = DEFAULT_READAHEAD_BLOCKS,
+        buffers: BufferPool | None = None,
+    ) -> None:
+        if info.is_dir:
+            raise IsADirectoryError(f"{info.path}: is a directory")
+        if block_size <= 0:
+            raise InvalidArgument(f"block size {block_size}: must be > 0")
+        self.fetcher = fetcher
+        self.info = info
+        self.block_size = block_size
+        self.readahead_blocks = max(0, readahead_blocks)
+        self.buffers = buffers if buffers is not None else BufferPool()
+        self._position = 0
+        self._expected = 0  # where a sequential read would start next
+        self._window: dict[int, _Prefetch] = {}
+        self._closed = False
+
+    @property
+    def size(self) -> int:
+        """The file's size in bytes."""
+        return self.info.size
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`."""
+        return self._closed
+
+    def tell(self) -> int:
+        """The current position."""
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        """Move the position (``whence`` as in :meth:`io.IOBase.seek`); returns it."""
+        if whence == io.SEEK_SET:
+            position = offset
+        elif whence == io.SEEK_CUR:
+            position = self._position + offset
+        elif whence == io.SEEK_END:
+            position = self.size + offset
+        else:
+            raise InvalidArgument(f"seek: whence {whence} is not 0, 1 or 2")
+        if position < 0:
+            raise InvalidArgument(f"seek: position {position} is negative")
+        self._position = position
+        return position
+
+    async def readinto(self, buf: memoryview | bytearray) -> int:
+        """Read at the position into ``buf``; 0 at the end of the file."""
+        got = await self.pread_into(self._position, buf)
+        self._position += got
+        return got
+
+    async def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes at the position (all the rest when negative)."""
+        remaining = max(0, self.size - self._position)
+        count = remaining if size is None or size < 0 else min(size, remaining)
+        buffer = bytearray(count)
+        got = await self.readinto(buffer)
+        del buffer[got:]
+        return bytes(buffer)
+
+    async def pread_into(
+        self, offset: int, buf: memoryview | bytearray, *, readahead: bool = True
+    ) -> int:
+        """Read at ``offset`` into ``buf`` without moving the position; returns the count.
+
+        Reads starting where the previous one ended count as sequential and
+        keep the read-ahead window going; pass ``readahead=False`` for a
+        one-shot ranged read.
+        """
+        self._check_open()
+        view = memoryview(buf).cast("B")
+        if view.readonly:
+            raise InvalidArgument("readinto needs a writable buffer")
+        if offset < 0:
+            raise InvalidArgument(f"read at {offset}: negative offset")
+        length = min(len(view), self.size - offset)
+        if length <= 0:
+            return 0
+        spans = split_range(offset, length, self.size, self.block_size)
+        sequential = (
+            readahead
+            and self.readahead_blocks > 0
+            and (offset == self._expected or spans[0].block in self._window)
+        )
+        jobs: list[Awaitable[int]] = []
+        for span in spans:
+            target = view[span.buf_offset : span.buf_offset + span.length]
+            entry = self._window.get(span.block)
+            whole = span.length == block_length(span.block, self.size, self.block_size)
+            if entry is None and sequential and not whole:
+                entry = self._prefetch(span.block)
+            if entry is not None:
+                jobs.append(self._copy(entry, span, target))
+            else:
+                jobs.append(
+                    self.fetcher.read(self.info, self.block_size, span.block, span.start, target)
+                )
+        end = offset + length
+        if sequential:
+            self._advance_window(end, spans[-1].block)
+        results = await asyncio.gather(*jobs, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                if isinstance(result, VersionChanged):
+                    self._drop_window()
+                raise result
+        if readahead:
+            self._expected = end
+            if not sequential:
+                self._drop_window(keep=range(spans[0].block, spans[-1].block + 1))
+        return length
+
+    async def close(self) -> None:
+        """Stop read-ahead for this file; its buffers go back to the pool when their reads end."""
+        if not self._closed:
+            self._closed = True
+            self._drop_window()
+
+    # ------------------------------------------------------------ read-ahead
+
+    def _prefetch(self, index: int) -> _Prefetch:
+        length = block_length(index, self.size, self.block_size)
+        buffer = self.buffers.get(self.block_size)
+        view = memoryview(buffer)[:length]
+        task = self.fetcher.spawn(self.fetcher.read(self.info, self.block_size, index, 0, view))
+        entry = _Prefetch(index, buffer, length, task)
+        self._window[index] = entry
+        return entry
+
+    def _advance_window(self, end: int, last_index: int) -> None:
+        """Drop blocks wholly before ``end``; keep the next blocks in flight."""
+        current = end // self.block_size
+        for index in [i for i in self._window if i < current]:
+            self._release(self._window.pop(index))
+        block_total = (self.size + self.block_size - 1) // self.block_size
+        first = last_index + 1
+        for index in range(first, min(first + self.readahead_blocks, block_total)):
+            if index not in self._window:
+                self._prefetch(index)
+
+    async def _copy(self, entry: _Prefetch, span: BlockSpan, target: memoryview) -> int:
+        try:
+            await asyncio.shield(entry.task)
+        except asyncio.CancelledError:
+            if entry.task.cancelled():  # the client is closing
+                raise Unavailable(f"{self.info.path}: client closed during the read") from None
+            raise
+        except BaseException:
+            if self._window.get(entry.index) is entry:
+                self._release(self._window.pop(entry.index))
+            raise
+        target[:] = memoryview(entry.buffer)[span.start : span.start + span.length]
+        self.fetcher.stats.readahead_hits += 1
+        return span.length
+
+    def _drop_window(self, keep: range = range(0)) -> None:
+        for index in [i for i in self._window if i not in keep]:
+            self._release(self._window.pop(index))
+
+    def _release(self, entry: _Prefetch) -> None:
+        """Return the entry's buffer once nothing can write into it any more."""
+        buffers = self.buffers
+
+        def give_back(task: asyncio.Task[int]) -> None:
+            if not task.cancelled():
+                task.exception()  # retrieved: no "never retrieved" warning
+            buffers.put(entry.buffer)
+
+        if entry.task.done():
+            give_back(entry.task)
+        else:
+            entry.task.add_done_callback(give_back)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise InvalidArgument(f"{self.info.path}: read of a closed file")
