@@ -157,7 +157,7 @@ def parse_mounts(namespace: str, name: str, spec: Any) -> tuple[MountInfo, ...]:
         try:
             split_uri(mount_point)  # an unknown scheme or a malformed URI: one clear error
         except InvalidArgument as exc:
-            raise InvalidArgument(f"{where}.mountPoint: {exc}") from None
+            raise type(exc)(f"{where}.mountPoint: {exc}") from None
         mount_name = raw.get("name") or _default_mount_name(mount_point, index)
         if not isinstance(mount_name, str) or not _MOUNT_NAME_RE.match(mount_name):
             raise InvalidArgument(
@@ -171,7 +171,7 @@ def parse_mounts(namespace: str, name: str, spec: Any) -> tuple[MountInfo, ...]:
         try:
             path = normalize_path(raw_path)
         except InvalidArgument as exc:
-            raise InvalidArgument(f"{where}.path: {exc}") from None
+            raise type(exc)(f"{where}.path: {exc}") from None
         options = _parse_options(where, raw.get("options"))
         mounts.append(
             MountInfo(
@@ -335,14 +335,17 @@ class DatasetRegistry:
         data = json.dumps(document, indent=2, sort_keys=True).encode("utf-8")
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as file:
+                os.fchmod(fd, 0o600)  # also when the file existed with wider bits
+                file.write(data)
+                file.flush()
+                os.fsync(fd)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     def load(self) -> int:
         """Read ``datasets.json`` if it exists; return how many datasets it held.

@@ -109,15 +109,21 @@ def _virtual_dir(path: str) -> EntryStatus:
     )
 
 
+_TOKEN_PREFIX = "p1."
+
+
 def encode_page_token(last_path: str) -> str:
     """The opaque token that resumes a listing after ``last_path``."""
-    return base64.urlsafe_b64encode(last_path.encode("utf-8")).decode("ascii")
+    return _TOKEN_PREFIX + base64.urlsafe_b64encode(last_path.encode("utf-8")).decode("ascii")
 
 
 def decode_page_token(token: str) -> str:
-    """Inverse of :func:`encode_page_token`; garbage is an ``InvalidArgument``."""
+    """Inverse of :func:`encode_page_token`; anything else is an ``InvalidArgument``."""
     try:
-        return base64.urlsafe_b64decode(token.encode("ascii")).decode("utf-8")
+        if not token.startswith(_TOKEN_PREFIX):
+            raise ValueError(token)
+        raw = token[len(_TOKEN_PREFIX) :].encode("ascii")
+        return base64.b64decode(raw, altchars=b"-_", validate=True).decode("utf-8")
     except (ValueError, UnicodeError):
         raise InvalidArgument(f"page token {token!r}: not a token this master issued") from None
 
