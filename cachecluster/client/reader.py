@@ -145,10 +145,8 @@ class BlockFetcher:
                 candidates = []
             for candidate in candidates:
                 try:
-                    got = await asyncio.wait_for(
-                        self._from_worker(candidate, block_id, ref, start, view),
-                        self.block_timeout,
-                    )
+                    async with asyncio.timeout(self.block_timeout):
+                        got = await self._from_worker(candidate, block_id, ref, start, view)
                 except VersionChanged:
                     raise
                 except (CacheClusterError, OSError, TimeoutError) as exc:
