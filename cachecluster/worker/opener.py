@@ -122,6 +122,8 @@ class UfsBlockOpener:
                 f"block {key.index} of {mount.spec.uri.rstrip('/')}/{key.path} is past the end "
                 f"of the file (offset {offset})"
             )
+        if count < block_size // 4:  # a small file: do not keep a whole block's buffer alive
+            view = memoryview(bytes(view[:count]))
         block_id = key.id
         if self.replicator is not None and self.ring.replicas > 1:
             owners = self.ring.owners(block_id)

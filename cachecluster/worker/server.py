@@ -23,6 +23,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 from typing import Any
 
 import grpc
@@ -46,6 +47,8 @@ from cachecluster.worker.service import WorkerServicer
 log = logging.getLogger("cachecluster.worker.server")
 
 WORKER_SERVICE_NAME = "cachecluster.v1.WorkerService"
+
+_WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})
 
 CHANNEL_OPTIONS = (
     # gRPC backs off up to 120 s between reconnects; a worker must find a
@@ -109,18 +112,27 @@ async def run_worker(config: WorkerConfig, *, stop: asyncio.Event | None = None)
         data_server = DataServer(
             opener, host=config.host, port=config.data_port, unix_path=config.unix_socket
         )
-        await data_server.start()
+        try:
+            await data_server.start()
+        except OSError as error:
+            raise _listen_error(
+                "--data-port", config.host, config.data_port, error, config.unix_socket
+            ) from None
         cleanup.push_async_callback(data_server.close)
         registry.register(DataServerCollector(data_server.stats))
 
-        metrics_server, metrics_thread = await asyncio.to_thread(
-            start_http_server, config.metrics_port, config.host, registry
-        )
+        try:
+            metrics_server, metrics_thread = await asyncio.to_thread(
+                start_http_server, config.metrics_port, config.host, registry
+            )
+        except OSError as error:
+            raise _listen_error("--metrics-port", config.host, config.metrics_port, error) from None
         cleanup.push_async_callback(asyncio.to_thread, _stop_http, metrics_server, metrics_thread)
         metrics_port = int(metrics_server.server_port)
 
+        host = advertised_host(config.host)
         endpoint = common_pb2.WorkerEndpoint(
-            host=config.host,
+            host=host,
             data_port=data_server.port,
             unix_socket=config.unix_socket or "",
             grpc_port=grpc_port,
@@ -142,7 +154,7 @@ async def run_worker(config: WorkerConfig, *, stop: asyncio.Event | None = None)
         fields: dict[str, Any] = {
             "worker_id": config.worker_id,
             "incarnation": config.incarnation,
-            "host": config.host,
+            "host": host,
             "data_port": data_server.port,
             "unix_socket": config.unix_socket or "",
             "grpc_port": grpc_port,
@@ -153,7 +165,7 @@ async def run_worker(config: WorkerConfig, *, stop: asyncio.Event | None = None)
         log.info(
             "%s serving: data %s:%d%s, grpc %d, metrics %d, master %s",
             config.worker_id,
-            config.host,
+            host,
             data_server.port,
             f" + {config.unix_socket}" if config.unix_socket else "",
             grpc_port,
@@ -182,7 +194,11 @@ async def _start_grpc(
     worker_pb2_grpc.add_WorkerServiceServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    port = server.add_insecure_port(f"{config.host}:{config.grpc_port}")
+    bind = f"[{config.host}]" if ":" in config.host else config.host
+    try:
+        port = server.add_insecure_port(f"{bind}:{config.grpc_port}")
+    except RuntimeError as error:  # grpc raises RuntimeError when it cannot bind
+        raise _listen_error("--grpc-port", config.host, config.grpc_port, error) from None
     if port == 0:
         raise ConfigError("--grpc-port", f"cannot listen on {config.host}:{config.grpc_port}")
     await server.start()
@@ -190,6 +206,22 @@ async def _start_grpc(
     await health_servicer.set("", serving)
     await health_servicer.set(WORKER_SERVICE_NAME, serving)
     return server, port, health_servicer
+
+
+def _listen_error(
+    flag: str, host: str, port: int, error: BaseException, unix_path: str | None = None
+) -> ConfigError:
+    """A one-line error naming the flag whose listener could not be opened."""
+    reason = getattr(error, "strerror", None) or str(error)
+    if unix_path is not None:
+        flag = f"{flag}/--unix-socket"
+        return ConfigError(flag, f"cannot listen on {host}:{port} and {unix_path}: {reason}")
+    return ConfigError(flag, f"cannot listen on {host}:{port}: {reason}")
+
+
+def advertised_host(host: str) -> str:
+    """The host others use to reach a worker bound to ``host`` (the host name for a wildcard)."""
+    return socket.gethostname() if host in _WILDCARD_HOSTS else host
 
 
 def _prepare_socket_dir(path: str) -> None:

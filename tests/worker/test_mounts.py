@@ -3,30 +3,37 @@
 The opener is exercised with local directories and SeaweedFS (S3), through
 the real data server and ``DataConnection`` where the wire matters. Mount
 specs come from a table (:class:`MountTable`, the resolver's lookup seam);
-the master's own ``GetMount`` is covered by the worker process tests.
+the master's own ``GetMount`` is used by the tests at the end of the
+"resolver" part, with a real master started in-process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import os
 import random
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 
+import grpc
 import pytest
 
 from cachecluster.client.data_conn import DataConnection
 from cachecluster.common.errors import InvalidArgument, NotFound, Unavailable, VersionChanged
 from cachecluster.common.frames import BlockRef, ReadRequest
+from cachecluster.master.config import MasterConfig
+from cachecluster.master.server import MasterServer
+from cachecluster.protos import master_pb2, master_pb2_grpc
 from cachecluster.ufs.base import UfsBackend
 from cachecluster.ufs.local import file_version
 from cachecluster.ufs.registry import create_backend
 from cachecluster.worker.block_key import BlockKey
 from cachecluster.worker.block_store import BlockStore
 from cachecluster.worker.data_server import DataServer
-from cachecluster.worker.mounts import MountResolver, MountSpec
+from cachecluster.worker.mounts import MasterMountLookup, MountResolver, MountSpec
 from cachecluster.worker.opener import UfsBlockOpener
 from cachecluster.worker.placement import RingView
 from cachecluster.worker.tiers import Medium, TierConfig
@@ -196,6 +203,56 @@ async def test_refresh_swaps_changed_options_and_drops_deleted_mounts(tmp_path: 
     finally:
         await resolver.close()
     assert len(factory.made) == 2
+
+
+async def test_real_master_resolves_once_it_comes_up(tmp_path: Path, ufs_dir: Path) -> None:
+    write_file(ufs_dir, "f.bin", 10)
+    config = MasterConfig(home=tmp_path / "master")
+    master = MasterServer(config)
+    await master.start()
+    try:
+        port = master.grpc_port
+        async with grpc.aio.insecure_channel(master.address) as channel:
+            spec = {"mounts": [{"mountPoint": f"local://{ufs_dir}", "name": "m0"}]}
+            ref = master_pb2.DatasetRef(namespace="ns", name="ds")
+            await master_pb2_grpc.DatasetServiceStub(channel).ApplyDataset(
+                master_pb2.ApplyDatasetRequest(ref=ref, spec_json=json.dumps(spec).encode())
+            )
+            reply = await master_pb2_grpc.MetadataServiceStub(channel).GetStatus(
+                master_pb2.GetStatusRequest(dataset=ref, path="f.bin")
+            )
+        mount_id = reply.status.mount_id
+    finally:
+        await master.stop(grace=0.1)
+
+    channel = grpc.aio.insecure_channel(
+        f"127.0.0.1:{port}", options=(("grpc.max_reconnect_backoff_ms", 200),)
+    )
+    resolver = MountResolver(
+        MasterMountLookup(master_pb2_grpc.MetadataServiceStub(channel)), resolve_timeout=15.0
+    )
+    # The master restarts on the same port and reloads its datasets.
+    master = MasterServer(dataclasses.replace(config, port=port))
+    try:
+        waiting = asyncio.ensure_future(resolver.get(mount_id))
+        await asyncio.sleep(0.5)
+        assert not waiting.done()  # retrying while the master is away
+        await master.start()
+        resolved = await asyncio.wait_for(waiting, 10)
+        assert resolved.spec.uri == f"local://{ufs_dir}"
+        assert (resolved.spec.namespace, resolved.spec.dataset, resolved.spec.name) == (
+            "ns",
+            "ds",
+            "m0",
+        )
+        with pytest.raises(NotFound):
+            await resolver.get("feedfeedfeedfeed")
+        await master.stop(grace=0.1)
+        assert await resolver.get(mount_id) is resolved  # cached: no master needed
+    finally:
+        await resolver.close()
+        await channel.close()
+        await master.stop(grace=0.1)
 
 
 def test_mount_spec_hides_options_from_its_description() -> None:

@@ -291,3 +291,14 @@ def test_bad_flags_are_one_line_errors(processes: Processes, tmp_path: Path) -> 
     worker = processes.worker("nohostport", tmp_path / "w")
     assert worker.popen.wait(timeout=30) == 64
     assert "--master" in worker.log_text()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        tier = f"MEM:{tmp_path / 'mem'}:1Mi"
+        worker = processes.worker(
+            "127.0.0.1:1", tmp_path / "w", "--data-port", port, "--tier", tier
+        )
+        assert worker.popen.wait(timeout=30) == 64
+    assert f"--data-port/--unix-socket: cannot listen on 127.0.0.1:{port}" in worker.log_text()
+    assert read_endpoint_file(tmp_path / "w") is None
