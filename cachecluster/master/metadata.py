@@ -367,7 +367,7 @@ class MetadataCache:
         """One page of the entries under ``path``, sorted by path, and the next token.
 
         With ``recursive`` every file below ``path`` is listed (directories are
-        not). The token is ``""`` on the last page.
+        not). Listing a file gives that file. The token is ``""`` on the last page.
         """
         if page_size < 0:
             raise InvalidArgument(f"page size {page_size}: must be >= 0")
@@ -375,7 +375,14 @@ class MetadataCache:
         after = decode_page_token(page_token) if page_token else None
         rel, mount, mount_path, below = self._resolve(namespace, name, path)
         if mount is not None:
-            listing = await self._listing(mount, mount_path, recursive)
+            try:
+                listing = await self._listing(mount, mount_path, recursive)
+            except NotFound:
+                # Listing a file lists that file, as ``ls FILE`` does.
+                status = await self._ufs_stat(mount, mount_path) if mount_path else None
+                if status is None or status.is_dir:
+                    raise
+                return ([_to_entry(mount, status)] if after is None else []), ""
             prefix = mount.path
             start = 0
             if after is not None:

@@ -1,4 +1,7 @@
-"""`cachecluster master` as a real process: endpoint file, gRPC, health, metrics, SIGTERM."""
+"""`cachecluster master` as a real process: endpoint file, gRPC, health, metrics, SIGTERM.
+
+The `dataset` commands of the CLI are checked against that process too.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from cachecluster.cli.main import main
 from cachecluster.common.endpoint_file import ENDPOINT_FILE, wait_endpoint_file
 from cachecluster.protos import common_pb2, master_pb2, master_pb2_grpc
 
@@ -76,13 +80,18 @@ def start_master(tmp_path: Path) -> Iterator[type[MasterProcess]]:
             process.kill()
 
 
+async def cli(argv: list[str]) -> int:
+    """Run ``cachecluster ARGV`` in this process (in a thread: it runs its own event loop)."""
+    return await asyncio.to_thread(main, argv)
+
+
 def scrape(port: object) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         return str(response.read().decode())
 
 
 async def test_master_process_serves_and_stops_on_sigterm(
-    start_master: type[MasterProcess], tmp_path: Path
+    start_master: type[MasterProcess], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     home = tmp_path / "home"
     data = tmp_path / "data"
@@ -121,7 +130,27 @@ async def test_master_process_serves_and_stops_on_sigterm(
             timeout=5,
         )
 
+        with pytest.raises(grpc.aio.AioRpcError):
+            await master_pb2_grpc.MetadataServiceStub(channel).GetMount(
+                master_pb2.GetMountRequest(mount_id="0123456789abcdef"), timeout=5
+            )
+
+    # The dataset commands of the CLI against this master.
+    address = str(endpoint["grpc"])
+    assert await cli(["dataset", "add", "ns/cli", f"local://{data}", "--master", address]) == 0
+    assert "dataset ns/cli created" in capsys.readouterr().out
+    sub = ["dataset", "add", "ns/cli", f"local://{data}", "--name", "b", "--path", "/b"]
+    assert await cli([*sub, "--master", address]) == 64  # '/' must stay the only mount
+    assert "must be the only mount" in capsys.readouterr().err
+    assert await cli(["dataset", "ls", "-n", "ns", "-o", "json", "--master", address]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(row["name"], len(row["mounts"])) for row in listed] == [("cli", 1), ("ds", 1)]
+    assert await cli(["dataset", "rm", "ns/cli", "--master", address]) == 0
+    assert await cli(["dataset", "rm", "ns/cli", "--master", address]) == 66
+    capsys.readouterr()
+
     metrics = await asyncio.to_thread(scrape, endpoint["metrics_port"])
+    assert 'cachecluster_master_rpcs_total{code="NOT_FOUND",method="GetMount"} 1.0' in metrics
     assert 'cachecluster_master_rpcs_total{code="OK",method="GetRing"} 2.0' in metrics
     assert 'cachecluster_master_workers{state="active"} 1.0' in metrics
     assert "cachecluster_master_datasets 1.0" in metrics

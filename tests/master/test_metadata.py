@@ -169,6 +169,8 @@ async def test_normalised_paths_and_missing_ones(local: MetadataCache) -> None:
         await local.get_status("ns", "ds", "nope")
     with pytest.raises(NotFound):
         await local.list_status("ns", "ds", "nope")
+    (file_entry,), token = await local.list_status("ns", "ds", "dir/b.txt")
+    assert (file_entry.path, file_entry.is_dir, token) == ("dir/b.txt", False, "")
     with pytest.raises(NotFound, match="no dataset ns/other"):
         await local.get_status("ns", "other", "")
 
