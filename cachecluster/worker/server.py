@@ -39,9 +39,8 @@ from cachecluster.worker.data_server import DataServer
 from cachecluster.worker.master_link import MasterLink
 from cachecluster.worker.metrics import DataServerCollector, WorkerMetrics
 from cachecluster.worker.mounts import MasterMountLookup, MountResolver
-from cachecluster.worker.opener import UfsBlockOpener
+from cachecluster.worker.opener import Replicator, UfsBlockOpener
 from cachecluster.worker.placement import RingView
-from cachecluster.worker.replication import Replicator
 from cachecluster.worker.service import WorkerServicer
 
 log = logging.getLogger("cachecluster.worker.server")
