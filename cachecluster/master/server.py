@@ -97,7 +97,11 @@ class MasterServer:
         loaded = await asyncio.to_thread(self.datasets.load)
         if loaded:
             log.info("loaded %d dataset(s) from %s", loaded, self.datasets.path)
-        server = grpc.aio.server(interceptors=[RpcMetricsInterceptor(self.metrics)])
+        server = grpc.aio.server(
+            interceptors=[RpcMetricsInterceptor(self.metrics)],
+            # Without this, a second master on the same port would share it silently.
+            options=[("grpc.so_reuseport", 0)],
+        )
         master_pb2_grpc.add_MasterServiceServicer_to_server(
             MasterServicer(self.membership, config), server
         )
