@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import signal
 import socket
 from typing import Any
@@ -47,6 +48,7 @@ log = logging.getLogger("cachecluster.worker.server")
 
 WORKER_SERVICE_NAME = "cachecluster.v1.WorkerService"
 
+_DEFAULT_SOCKET_NAME = re.compile(r"^(.+)-[0-9a-f]{6}\.sock$")
 _WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})
 
 CHANNEL_OPTIONS = (
@@ -108,6 +110,7 @@ async def run_worker(config: WorkerConfig, *, stop: asyncio.Event | None = None)
 
         if config.unix_socket is not None:
             await asyncio.to_thread(_prepare_socket_dir, config.unix_socket)
+            await asyncio.to_thread(_remove_stale_sockets, config.unix_socket)
         data_server = DataServer(
             opener, host=config.host, port=config.data_port, unix_path=config.unix_socket
         )
@@ -232,6 +235,34 @@ def _prepare_socket_dir(path: str) -> None:
         raise ConfigError(
             "--unix-socket", f"cannot create {directory}: {error.strerror or error}"
         ) from None
+
+
+def _remove_stale_sockets(path: str) -> None:
+    """Remove sockets a killed earlier run of this worker left (default names only).
+
+    Default socket names are ``<worker id>-<6 hex>.sock``; a file of that form
+    for our id that nobody listens on any more is a leftover of a SIGKILL.
+    """
+    directory, name = os.path.split(path)
+    match = _DEFAULT_SOCKET_NAME.match(name)
+    if match is None:
+        return
+    prefix = match.group(1)
+    for entry in os.scandir(directory):
+        found = _DEFAULT_SOCKET_NAME.match(entry.name)
+        if found is None or found.group(1) != prefix or entry.path == path:
+            continue
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(entry.path)
+        except ConnectionRefusedError:
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+                log.info("removed stale socket %s", entry.path)
+        except OSError:
+            pass
+        finally:
+            probe.close()
 
 
 def _stop_http(server: Any, thread: Any) -> None:

@@ -4,7 +4,8 @@ Covers what a pod sees: flags, the endpoint file, health and metrics ports,
 registration, cold and warm reads over TCP and the Unix socket, SIGTERM ->
 exit 0 with the endpoint file and socket removed, and a restart with the same
 home that keeps the worker id and serves its disk-tier blocks without a UFS
-fetch. Every process runs in its own process group, killed at the end.
+fetch (also after SIGKILL). Every process runs in its own process group,
+killed at the end.
 """
 
 from __future__ import annotations
@@ -263,7 +264,18 @@ async def test_worker_process_serves_stops_and_restarts_with_its_disk_blocks(
         assert await read_file(conn, status) == data
     stats = await worker_stats(endpoint2)
     assert (stats.counters.misses, stats.counters.hits, stats.counters.bytes_fetched) == (0, 4, 0)
-    assert await asyncio.to_thread(again.terminate) == 0
+
+    # SIGKILL leaves the socket behind; the next start removes it and still has the blocks.
+    again.kill()
+    assert os.path.exists(endpoint2["unix_socket"])
+    third = processes.worker(address, home, "--tier", tier)
+    endpoint3 = await asyncio.to_thread(third.endpoint)
+    assert not os.path.exists(endpoint2["unix_socket"])
+    await wait_master_view(address, worker_id, endpoint3["incarnation"], 4)
+    async with await DataConnection.connect_unix(endpoint3["unix_socket"]) as conn:
+        assert await read_file(conn, status) == data
+    assert (await worker_stats(endpoint3)).counters.bytes_fetched == 0
+    assert await asyncio.to_thread(third.terminate) == 0
 
 
 async def test_worker_started_before_the_master_registers_when_it_comes(
