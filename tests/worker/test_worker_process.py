@@ -32,9 +32,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from cachecluster.client.data_conn import DataConnection
 from cachecluster.common.endpoint_file import read_endpoint_file, wait_endpoint_file
+from cachecluster.common.errors import ConfigError
 from cachecluster.common.frames import BlockRef
 from cachecluster.protos import master_pb2, master_pb2_grpc, worker_pb2, worker_pb2_grpc
 from cachecluster.worker.block_key import BlockKey
+from cachecluster.worker.config import build_worker_config
 
 BLOCK = 64 * 1024
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR) worker ")
@@ -314,3 +316,47 @@ def test_bad_flags_are_one_line_errors(processes: Processes, tmp_path: Path) -> 
         assert worker.popen.wait(timeout=30) == 64
     assert f"--data-port/--unix-socket: cannot listen on 127.0.0.1:{port}" in worker.log_text()
     assert read_endpoint_file(tmp_path / "w") is None
+
+
+# ---------------------------------------------------------------- flags -> WorkerConfig
+
+
+def test_config_keeps_a_generated_id_and_makes_a_new_incarnation(tmp_path: Path) -> None:
+    first = build_worker_config(master="127.0.0.1:1", home=tmp_path / "w")
+    again = build_worker_config(master="127.0.0.1:1", home=tmp_path / "w")
+    assert first.worker_id == again.worker_id
+    assert (tmp_path / "w" / "worker-id").read_text().strip() == first.worker_id
+    assert first.incarnation != again.incarnation
+    assert first.unix_socket is not None and len(first.unix_socket.encode()) <= 100
+    assert first.unix_socket != again.unix_socket
+    assert [t.medium.value for t in first.tiers] == ["MEM"]
+    assert first.tiers[0].path.endswith(f"/{first.worker_id}")
+    explicit = build_worker_config(
+        master="127.0.0.1:1", home=tmp_path / "x", worker_id="w" * 63, unix_socket=None
+    )
+    assert explicit.unix_socket is None and not (tmp_path / "x" / "worker-id").exists()
+    long_id = build_worker_config(master="127.0.0.1:1", home=tmp_path / "y", worker_id="w" * 63)
+    assert long_id.unix_socket is not None and len(long_id.unix_socket.encode()) <= 100
+
+
+@pytest.mark.parametrize(
+    ("overrides", "flag"),
+    [
+        ({"master": "localhost"}, "--master"),
+        ({"master": "h:70000"}, "--master"),
+        ({"worker_id": "../evil"}, "--id"),
+        ({"data_port": -1}, "--data-port"),
+        ({"grpc_port": 70000}, "--grpc-port"),
+        ({"unix_socket": "relative.sock"}, "--unix-socket"),
+        ({"unix_socket": "/tmp/" + "s" * 120}, "--unix-socket"),
+        ({"tier_flags": ["MEM:/dev/shm/a:1Gi", "MEM:/dev/shm/b:1Gi"]}, "--tier"),
+        ({"tier_flags": ["SSD:rel/path:1Gi"]}, "--tier"),
+        ({"eviction_policy": "fifo"}, "--eviction-policy"),
+    ],
+)
+def test_config_errors_name_the_flag(tmp_path: Path, overrides: dict[str, Any], flag: str) -> None:
+    arguments: dict[str, Any] = {"master": "127.0.0.1:1", "home": tmp_path, "worker_id": "w1"}
+    arguments.update(overrides)
+    with pytest.raises(ConfigError) as raised:
+        build_worker_config(**arguments)
+    assert str(raised.value).startswith(flag), str(raised.value)
