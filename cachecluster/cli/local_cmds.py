@@ -126,30 +126,21 @@ def run_up(args: argparse.Namespace) -> int:
     with console.status(f"starting a master and {len(cluster.workers)} workers"):
         cluster.start()
     table = Table(title=f"cachecluster up: {cluster.home}", title_justify="left")
-    for column in ("process", "address", "unix socket", "pid", "tiers", "log"):
-        table.add_column(column)
-    table.add_row(
-        "master",
-        cluster.master_address,
-        "",
-        str(cluster.master_pid),
-        "",
-        str(cluster.master.log_path),
-    )
+    table.add_column("process")
+    table.add_column("address", no_wrap=True)
+    table.add_column("pid", justify="right")
+    table.add_column("tiers")
+    table.add_row("master", cluster.master_address, str(cluster.master_pid), "")
     for worker in cluster.workers:
         table.add_row(
-            worker.worker_id,
-            worker.data_address,
-            worker.unix_socket,
-            str(worker.pid),
-            _tier_summary(worker.tiers),
-            str(worker.log_path),
+            worker.worker_id, worker.data_address, str(worker.pid), _tier_summary(worker.tiers)
         )
     console.print(table)
     console.print(
         f"master at [bold]{cluster.master_address}[/bold]; "
         f"commands find it via {cluster.layout.cluster_file} "
         f"(or export CACHECLUSTER_MASTER={cluster.master_address}). "
+        f"Logs in {cluster.layout.logs_dir}. "
         "Stop with: cachecluster down" + (f" --home {cluster.home}" if args.home else ""),
         highlight=False,
     )
@@ -180,7 +171,7 @@ def run_down(args: argparse.Namespace) -> int:
 def _usage(tiers: list[dict[str, Any]], medium: Medium) -> str:
     for tier in tiers:
         if tier["medium"] == medium.value:
-            return f"{format_size(tier['used'])} / {format_size(tier['capacity'])}"
+            return f"{format_size(tier['used'])}/{format_size(tier['capacity'])}"
     return ""
 
 
@@ -194,9 +185,15 @@ def _print_status(status: dict[str, Any]) -> None:
     console.print("  ".join(parts), highlight=False)
     if master.get("error"):
         console.print(f"  {master['error']}", style="red", highlight=False)
+    media = [m for m in Medium if any(_usage(w["tiers"], m) for w in status["workers"])]
     table = Table()
-    for column in ("worker", "state", "address", "pid", "blocks", "MEM", "SSD", "HDD"):
-        table.add_column(column, justify="right" if column == "blocks" else "left")
+    table.add_column("worker")
+    table.add_column("state")
+    table.add_column("address", no_wrap=True)
+    table.add_column("pid", justify="right")
+    table.add_column("blocks", justify="right")
+    for medium in media:
+        table.add_column(f"{medium.value} used/cap", justify="right", no_wrap=True)
     for worker in status["workers"]:
         pid = "" if worker.get("pid") is None else str(worker["pid"])
         if pid and worker.get("alive") is False:
@@ -207,7 +204,7 @@ def _print_status(status: dict[str, Any]) -> None:
             worker["address"],
             pid,
             "" if worker.get("blocks") is None else str(worker["blocks"]),
-            *(_usage(worker["tiers"], medium) for medium in Medium),
+            *(_usage(worker["tiers"], medium) for medium in media),
         )
     console.print(table)
 

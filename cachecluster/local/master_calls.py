@@ -24,6 +24,8 @@ from cachecluster.protos import master_pb2, master_pb2_grpc
 T = TypeVar("T")
 
 RPC_TIMEOUT_S = 5.0
+RING_FETCH_GRACE_S = 0.2
+"""Time a worker gets to fetch a new ring after the heartbeat that told it the epoch."""
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
@@ -58,27 +60,41 @@ def list_workers(
 def wait_workers_active(
     master_address: str, worker_ids: Collection[str], *, timeout: float = 30.0
 ) -> master_pb2.ListWorkersResponse:
-    """Poll ``ListWorkers`` until every id in ``worker_ids`` is ACTIVE; return that answer."""
+    """Poll ``ListWorkers`` until every id in ``worker_ids`` is ACTIVE and has seen the ring.
+
+    A worker learns about members that joined after it from its next
+    heartbeat reply (the epoch), so the wait goes on until every worker has
+    had a heartbeat answered after the last of them became active, plus
+    :data:`RING_FETCH_GRACE_S` for it to fetch the new ring. Until then a
+    worker could place replicas by an older ring. Returns the last answer.
+    """
 
     async def poll() -> master_pb2.ListWorkersResponse:
         deadline = time.monotonic() + timeout
         last_error: Exception | None = None
         missing: set[str] = set(worker_ids)
+        all_active_ms: float | None = None
         while True:
             try:
                 answer = await fetch_workers(master_address, include_lost=False, timeout=2.0)
-                active = {
-                    w.worker_id for w in answer.workers if w.state == master_pb2.WORKER_STATE_ACTIVE
-                }
+                wanted = [w for w in answer.workers if w.worker_id in worker_ids]
+                active = {w.worker_id for w in wanted if w.state == master_pb2.WORKER_STATE_ACTIVE}
                 missing = set(worker_ids) - active
-                if not missing:
+                if missing:
+                    all_active_ms = None
+                elif all_active_ms is None:
+                    all_active_ms = time.time() * 1000
+                elif all(w.last_heartbeat_ms > all_active_ms for w in wanted):
+                    await asyncio.sleep(RING_FETCH_GRACE_S)
                     return answer
             except Unavailable as error:
                 last_error = error
             if time.monotonic() > deadline:
                 why = f" (last error: {last_error})" if last_error and missing else ""
+                state = "not active" if missing else "without a heartbeat since all joined"
+                names = missing or set(worker_ids)
                 raise Unavailable(
-                    f"workers {', '.join(sorted(missing))} not active at the master "
+                    f"workers {', '.join(sorted(names))} {state} at the master "
                     f"{master_address} after {timeout:.0f}s{why}"
                 )
             await asyncio.sleep(0.1)
