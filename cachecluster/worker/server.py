@@ -184,7 +184,8 @@ async def _start_grpc(
     config: WorkerConfig, store: BlockStore, opener: UfsBlockOpener
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """The gRPC server with WorkerService and health, started; its bound port."""
-    server = grpc.aio.server()
+    # Without so_reuseport=0 a second worker on the same port would share it silently.
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     servicer = WorkerServicer(
         worker_id=config.worker_id,
         incarnation=config.incarnation,

@@ -360,3 +360,23 @@ def test_config_errors_name_the_flag(tmp_path: Path, overrides: dict[str, Any], 
     with pytest.raises(ConfigError) as raised:
         build_worker_config(**arguments)
     assert str(raised.value).startswith(flag), str(raised.value)
+
+
+def test_a_grpc_port_in_use_is_refused(processes: Processes, tmp_path: Path) -> None:
+    first = processes.worker(
+        "127.0.0.1:1", tmp_path / "a", "--id", "a", "--tier", f"MEM:{tmp_path / 'ma'}:1Mi"
+    )
+    port = str(first.endpoint()["grpc_port"])
+    second = processes.worker(
+        "127.0.0.1:1",
+        tmp_path / "b",
+        "--id",
+        "b",
+        "--grpc-port",
+        port,
+        "--tier",
+        f"MEM:{tmp_path / 'mb'}:1Mi",
+    )
+    assert second.popen.wait(timeout=30) == 64
+    assert f"--grpc-port: cannot listen on 127.0.0.1:{port}" in second.log_text()
+    assert first.terminate() == 0
