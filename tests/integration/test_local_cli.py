@@ -121,6 +121,9 @@ def test_a_dead_cluster_is_cleaned_up_and_runtime_yaml_is_used(home: Path, tmp_p
     )
     first = cli(home, "up", "--workers", "1")
     assert first.returncode == 0, first.stderr
+    record = read_cluster_record(ClusterLayout(home)) or {}
+    mem_tiers = [t["path"] for t in record["workers"][0]["tiers"] if t["mediumtype"] == "MEM"]
+    assert mem_tiers and Path(mem_tiers[0]).is_dir()
     for pid, _ in recorded_pids(home):
         os.killpg(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
@@ -129,6 +132,7 @@ def test_a_dead_cluster_is_cleaned_up_and_runtime_yaml_is_used(home: Path, tmp_p
         time.sleep(0.05)
     second = cli(home, "up", "-f", str(runtime))
     assert second.returncode == 0, second.stderr
+    assert not Path(mem_tiers[0]).exists(), "the dead cluster's MEM tier is removed"
     status = status_json(home)
     assert [w["id"] for w in status["workers"]] == ["w0"]
     assert [t["medium"] for t in status["workers"][0]["tiers"]] == ["HDD"]
