@@ -71,10 +71,10 @@ class AsyncFile:
     again for concurrent readers (opening is cheap: the status is cached).
     """
 
-    def __init__(self, reader: FileReader, on_close: set[AsyncFile]) -> None:
+    def __init__(self, reader: FileReader, client: AsyncClient) -> None:
         self._reader = reader
-        self._open_files = on_close
-        on_close.add(self)
+        self._client = client
+        client._open_files.add(self)
 
     @property
     def info(self) -> FileInfo:
@@ -105,20 +105,36 @@ class AsyncFile:
         return self._reader.seek(offset, whence)
 
     async def read(self, size: int = -1) -> bytes:
-        """Up to ``size`` bytes (all the rest when negative); ``b""`` at the end."""
-        return await self._reader.read(size)
+        """Up to ``size`` bytes (all the rest when negative); ``b""`` at the end.
+
+        ``VersionChanged`` means the file changed on the UFS since it was
+        opened: open it again to read the new version.
+        """
+        try:
+            return await self._reader.read(size)
+        except VersionChanged:
+            self._client.view.invalidate(self.path)
+            raise
 
     async def readinto(self, buf: memoryview | bytearray) -> int:
         """Fill ``buf`` from the position (zero-copy for whole blocks); 0 at the end."""
-        return await self._reader.readinto(buf)
+        try:
+            return await self._reader.readinto(buf)
+        except VersionChanged:
+            self._client.view.invalidate(self.path)
+            raise
 
     async def pread_into(self, offset: int, buf: memoryview | bytearray) -> int:
         """Read at ``offset`` into ``buf`` without moving the position."""
-        return await self._reader.pread_into(offset, buf)
+        try:
+            return await self._reader.pread_into(offset, buf)
+        except VersionChanged:
+            self._client.view.invalidate(self.path)
+            raise
 
     async def close(self) -> None:
         """Close the file (read-ahead stops). Safe to call twice."""
-        self._open_files.discard(self)
+        self._client._open_files.discard(self)
         await self._reader.close()
 
     async def __aenter__(self) -> AsyncFile:
@@ -244,7 +260,7 @@ class AsyncClient:
             ),
             buffers=self.buffers,
         )
-        return AsyncFile(reader, self._open_files)
+        return AsyncFile(reader, self)
 
     async def cat(self, path: str, start: int | None = None, end: int | None = None) -> bytes:
         """Bytes ``[start, end)`` of a file (the whole file by default).
@@ -254,7 +270,6 @@ class AsyncClient:
         last stat'ed is read again once with its new status.
         """
         self._check_open()
-        target = parse_dataset_path(path)
         for attempt in (1, 2):
             file = await self.open(path, readahead_blocks=0)
             try:
@@ -265,8 +280,7 @@ class AsyncClient:
                 got = await file.pread_into(first, buffer)
                 del buffer[got:]
                 return bytes(buffer)
-            except VersionChanged:
-                self.view.invalidate(target)
+            except VersionChanged:  # the file was invalidated: stat it again, once
                 if attempt == 2:
                     raise
             finally:

@@ -76,6 +76,8 @@ class RingState:
     ring: HashRing
     members: dict[str, MemberInfo]
     addresses: dict[str, WorkerAddress]
+    missing_beats: frozenset[str]
+    """Members the master sees as SUSPECT (missed heartbeats): tried last."""
 
     @property
     def epoch(self) -> int:
@@ -146,15 +148,21 @@ class ClusterView:
         """The current ring; fetched from the master on first use."""
         state = self._ring
         if state is None:
-            state = await self.refresh_ring()
+            state = await self.refresh_ring(if_missing=True)
         if self._refresher is None and not self._closed:
             self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
         return state
 
-    async def refresh_ring(self) -> RingState:
-        """Ask the master for the ring now; rebuild it when the epoch changed."""
+    async def refresh_ring(self, *, if_missing: bool = False) -> RingState:
+        """Ask the master for the ring now; rebuild it when the epoch changed.
+
+        With ``if_missing``, a ring fetched meanwhile (by a concurrent first
+        reader) is returned as is.
+        """
         async with self._ring_lock:
             known = self._ring
+            if if_missing and known is not None:
+                return known
             info = await self.api.get_ring(known.epoch if known is not None else 0)
             if info is None and known is not None:
                 return known
@@ -170,7 +178,8 @@ class ClusterView:
                 )
                 for m in info.members
             }
-            state = RingState(info, ring, members, addresses)
+            suspect = frozenset(m.worker_id for m in info.members if m.suspect)
+            state = RingState(info, ring, members, addresses, suspect)
             if known is None or known.epoch != state.epoch:
                 log.info("ring epoch %d: %d workers", state.epoch, len(members))
             self._ring = state
@@ -216,7 +225,7 @@ class ClusterView:
         state = await self.ring()
         count = min(len(state.members), state.replicas + self.extra_workers)
         ring_order = state.ring.owners(block_id, count)
-        avoid = self.suspects() | {w for w, m in state.members.items() if m.suspect}
+        avoid = state.missing_beats | self.suspects() if self._suspects else state.missing_beats
         return [
             Candidate(worker_id, state.addresses[worker_id])
             for worker_id in order_candidates(ring_order, avoid)
@@ -262,9 +271,18 @@ class ClusterView:
         return [FileInfo.directory(f"{ns}/{name}") for ns, name in datasets]
 
     def invalidate(self, path: DatasetPath | str) -> None:
-        """Forget what is cached about ``path`` (e.g. its UFS object changed)."""
+        """Forget what is cached about ``path`` and the listings that hold it.
+
+        Called when its UFS object changed, so that the next open stats it again.
+        """
         text = str(path)
-        for key in [k for k in self._metadata if len(k) > 1 and k[1] == text]:
+
+        def holds(key: tuple[str, ...]) -> bool:
+            if key[0] == "stat":
+                return key[1] == text
+            return key[0] == "list" and (key[1] == text or text.startswith(key[1] + "/"))
+
+        for key in [k for k in self._metadata if holds(k)]:
             del self._metadata[key]
 
     async def _cached(self, key: tuple[str, ...], fetch: Callable[[], Awaitable[T]]) -> T:

@@ -11,8 +11,11 @@ client (one thread), so many Python threads may share one client; each open
 objects: wrap one in ``io.BufferedReader`` for many small reads, or use
 ``readinto`` with a large buffer for speed (blocks land straight in it).
 
-After ``fork()`` (PyTorch DataLoader workers), the child's first call starts
-its own loop thread and connections; the parent's are left alone.
+A client does not survive ``fork()``: gRPC cannot run in the forked child of
+a process that used it (it hangs or aborts), so a call in such a child raises
+``InvalidArgument`` at once instead. Start PyTorch DataLoader workers with
+``multiprocessing_context="forkserver"`` (or ``"spawn"``) and make the client
+in the worker.
 """
 
 from __future__ import annotations
@@ -36,6 +39,12 @@ from cachecluster.common.errors import InvalidArgument
 __all__ = ["Client", "File"]
 
 T = TypeVar("T")
+
+FORK_MESSAGE = (
+    "a cachecluster client does not survive fork(): gRPC cannot be used in a forked child "
+    "of a process that used it. Start worker processes with the 'spawn' or 'forkserver' "
+    "method (e.g. DataLoader(..., multiprocessing_context='forkserver'))"
+)
 
 
 class _LoopThread:
@@ -67,6 +76,13 @@ class _LoopThread:
                 concurrent.futures.wait([future], timeout=5)
             raise
 
+    def call_soon(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Start ``coro`` on the loop without waiting (safe from any thread, the loop's too)."""
+        if threading.current_thread() is self.thread:
+            self.loop.create_task(coro)
+        else:
+            asyncio.run_coroutine_threadsafe(coro, self.loop)
+
     def stop(self) -> None:
         """Stop the loop and join the thread."""
         if self.loop.is_closed():
@@ -83,6 +99,7 @@ class File(io.RawIOBase):
         super().__init__()
         self._client = client
         self._file = file
+        self._pid = os.getpid()
 
     @property
     def name(self) -> str:
@@ -142,16 +159,19 @@ class File(io.RawIOBase):
         return self._file.tell()
 
     def close(self) -> None:
+        """Close the file. Does not wait (it may run in a garbage collection anywhere)."""
         if not self.closed:
             try:
-                if not self._client.closed:
-                    self._client._call(self._file.close())
+                if not self._client.closed and os.getpid() == self._pid:
+                    self._client._loop.call_soon(self._file.close())
             finally:
                 super().close()
 
     def _check_open(self) -> None:
         if self.closed:
             raise ValueError(f"{self._file.path}: I/O operation on a closed file")
+        if os.getpid() != self._pid:
+            raise InvalidArgument(f"{self._file.path}: {FORK_MESSAGE}")
 
 
 class Client:
@@ -160,11 +180,7 @@ class Client:
     def __init__(self, master: str | None = None, **options: Any) -> None:
         self._options = options
         self._master = master
-        self._lock = threading.Lock()
         self._closed = False
-        self._start()
-
-    def _start(self) -> None:
         self._pid = os.getpid()
         self._loop = _LoopThread()
         try:
@@ -181,13 +197,11 @@ class Client:
         if self._closed:
             coro.close()
             raise InvalidArgument("the client is closed")
-        if os.getpid() != self._pid:  # forked: the loop thread did not come along
-            with self._lock:
-                if os.getpid() != self._pid:
-                    self._start()
         return self._loop.call(coro)
 
     def _run(self, make: Callable[[AsyncClient], Coroutine[Any, Any, T]]) -> T:
+        if os.getpid() != self._pid:
+            raise InvalidArgument(FORK_MESSAGE)
         return self._call(make(self._async))
 
     @property

@@ -23,7 +23,7 @@ import pytest
 from cachecluster.client.client import AsyncClient
 from cachecluster.client.fsspec_fs import CacheClusterFileSystem, _clients
 from cachecluster.client.sync_client import Client
-from cachecluster.common.errors import InvalidPath, NotFound
+from cachecluster.common.errors import InvalidArgument, InvalidPath, NotFound
 from tests.client.conftest import BLOCK_SIZE, Cluster
 
 
@@ -240,3 +240,31 @@ async def test_reads_survive_a_killed_worker_and_a_gone_master(fresh_cluster: Cl
         await asyncio.sleep(0.6)  # past the metadata TTL: the stale entries must serve
         for name in names:
             assert await client.cat(cluster.path(name)) == cluster.files[name]
+
+
+def test_sync_client_in_a_forked_child_fails_fast(cluster: Cluster) -> None:
+    """gRPC hangs in a forked child: the client says so at once instead."""
+    import multiprocessing
+
+    with Client(cluster.address) as client:
+        assert client.cat(cluster.path("one.bin")) == cluster.files["one.bin"]
+        file = client.open(cluster.path("one.bin"))
+
+        def child() -> None:
+            codes = 0
+            for call in (lambda: client.stat(cluster.path("one.bin")), lambda: file.read()):
+                try:
+                    call()
+                except InvalidArgument as exc:
+                    codes += "fork" in str(exc)
+            client.close()
+            raise SystemExit(0 if codes == 2 else 3)
+
+        process = multiprocessing.get_context("fork").Process(target=child)
+        process.start()
+        process.join(20)
+        if process.exitcode is None:
+            process.kill()
+        assert process.exitcode == 0
+        assert file.read() == cluster.files["one.bin"]  # the parent goes on
+        file.close()
