@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -71,13 +72,56 @@ def status_json(home: Path) -> dict[str, Any]:
     return result
 
 
+def free_port_run(count: int) -> int:
+    """A port ``p`` such that ``p .. p+count-1`` could all be bound a moment ago."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base: int = probe.getsockname()[1]
+        if base + count > 65535:
+            continue
+        held: list[socket.socket] = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket()
+                held.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in held:
+                sock.close()
+    pytest.skip("no run of free ports found")
+
+
 def test_up_status_refuse_down(home: Path, tmp_path: Path) -> None:
     ssd = tmp_path / "ssd"
-    up = cli(home, "up", "--workers", "2", "--block-size", "1Mi", "--tier", f"SSD:{ssd}:1Gi")
+    base = free_port_run(7)  # the master's port, then 3 a worker
+    up = cli(
+        home,
+        "up",
+        "--workers",
+        "2",
+        "--block-size",
+        "1Mi",
+        "--tier",
+        f"SSD:{ssd}:1Gi",
+        "--master-port",
+        str(base),
+        "--worker-port-base",
+        str(base + 1),
+    )
     assert up.returncode == 0, up.stdout + up.stderr
     assert "w1" in up.stdout and "127.0.0.1:" in up.stdout
     record = read_cluster_record(ClusterLayout(home))
     assert record is not None and len(record["workers"]) == 2
+    assert record["master"] == f"127.0.0.1:{base}"
+    assert [w["data"] for w in record["workers"]] == [
+        f"127.0.0.1:{base + 1}",
+        f"127.0.0.1:{base + 4}",
+    ]
+    assert record["workers"][1]["grpc"] == f"127.0.0.1:{base + 5}"
     assert record["workers"][0]["unix_socket"]
 
     status = status_json(home)
