@@ -14,9 +14,10 @@ Dataset paths are written ``NS/DATASET/sub/path`` (:func:`parse_dataset_path`);
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -272,9 +273,18 @@ class MasterApi:
         assert self._datasets is not None
         return self._datasets
 
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Our errors for failed calls; an unreachable master is named in the message."""
+        try:
+            with rpc_errors():
+                yield
+        except Unavailable as exc:
+            raise Unavailable(f"master {self.address}: {exc}") from exc
+
     async def get_ring(self, known_epoch: int = 0) -> RingInfo | None:
         """The master's ring, or ``None`` when it is still ``known_epoch``."""
-        with rpc_errors():
+        with self._errors():
             response = await self.master.GetRing(
                 master_pb2.GetRingRequest(known_epoch=known_epoch), timeout=self.timeout
             )
@@ -285,7 +295,7 @@ class MasterApi:
     async def get_status(self, path: DatasetPath) -> FileInfo:
         """Status of one file or directory of a dataset; ``NotFound`` if absent."""
         request = master_pb2.GetStatusRequest(dataset=_ref(path), path=path.path)
-        with rpc_errors():
+        with self._errors():
             response = await self.metadata.GetStatus(request, timeout=self.timeout)
         return _file_info(path, response.status)
 
@@ -301,7 +311,7 @@ class MasterApi:
                 page_size=_LIST_PAGE_SIZE,
                 page_token=token,
             )
-            with rpc_errors():
+            with self._errors():
                 response = await self.metadata.ListStatus(request, timeout=self.timeout)
             entries.extend(_file_info(path, status) for status in response.entries)
             token = response.next_page_token
@@ -310,7 +320,7 @@ class MasterApi:
 
     async def get_mount(self, mount_id: str) -> MountInfo:
         """The UFS root and options of a mount; ``NotFound`` for an unknown id."""
-        with rpc_errors():
+        with self._errors():
             response = await self.metadata.GetMount(
                 master_pb2.GetMountRequest(mount_id=mount_id), timeout=self.timeout
             )
@@ -319,7 +329,7 @@ class MasterApi:
 
     async def list_datasets(self, namespace: str = "") -> list[tuple[str, str]]:
         """``(namespace, name)`` of every dataset (of one namespace when given), sorted."""
-        with rpc_errors():
+        with self._errors():
             response = await self.datasets.ListDatasets(
                 master_pb2.ListDatasetsRequest(namespace=namespace), timeout=self.timeout
             )
