@@ -224,17 +224,25 @@ def test_cli_ls_stat_cat_cp(cluster: Cluster, tmp_path: Path) -> None:
 async def test_reads_survive_a_killed_worker_and_a_gone_master(fresh_cluster: Cluster) -> None:
     cluster = fresh_cluster
     names = ["multi.bin", "dir/sub/b.bin", "block+1.bin"]
-    async with AsyncClient(cluster.address, metadata_ttl=0.5) as client:
+    async with AsyncClient(cluster.address, metadata_ttl=0.5, ring_refresh_interval=0.5) as client:
         for name in names:  # warm: every block cached on its owner
             assert await client.cat(cluster.path(name)) == cluster.files[name]
         owners = {o for p in await client.blocks(cluster.path("multi.bin")) for o in p.owners}
         victim = sorted(owners)[0]
+        before = (await client.view.ring()).epoch
         cluster.kill_worker(victim, signal.SIGKILL)
         for name in names:  # at once: the ring still names the dead worker
             async with await client.open(cluster.path(name)) as file:
                 assert sha(await file.read()) == sha(cluster.files[name])
         assert client.stats.worker_failures >= 1
         assert victim in client.view.suspects()
+        # The background refresh picks up the master's new ring without the victim.
+        for _ in range(100):
+            ring = await client.view.ring()
+            if victim not in ring.members:
+                break
+            await asyncio.sleep(0.1)
+        assert victim not in ring.members and ring.epoch != before
 
         cluster.master.stop(signal.SIGKILL)
         await asyncio.sleep(0.6)  # past the metadata TTL: the stale entries must serve
