@@ -10,9 +10,10 @@
   swapped in whole.
 * **Placement.** :meth:`ClusterView.candidates` lists the workers to try for
   a block: its owners in ring order, then the next distinct workers on the
-  ring ("any other live worker"), with workers that failed lately (suspects,
-  for ``suspect_seconds``) and workers the master sees missing heartbeats
-  moved to the end.
+  ring ("any other live worker"). Workers the master sees missing heartbeats
+  come last; workers that failed lately (suspects, for ``suspect_seconds``)
+  are skipped but for one probe a second, so a dead worker costs one failed
+  attempt a second rather than one a block.
 * **Metadata.** ``stat`` and ``list_dir`` answers live ``metadata_ttl`` seconds;
   a listing also fills the status of each entry. When the master cannot be
   reached, expired entries keep being served, so reads go on while it is away.
@@ -51,6 +52,8 @@ log = logging.getLogger("cachecluster.client")
 DEFAULT_METADATA_TTL = 5.0
 DEFAULT_RING_REFRESH_INTERVAL = 3.0
 DEFAULT_SUSPECT_SECONDS = 10.0
+SUSPECT_PROBE_INTERVAL = 1.0
+"""Seconds between two attempts on a suspect worker."""
 DEFAULT_EXTRA_WORKERS = 2
 """Workers beyond a block's owners to try before the UFS."""
 MAX_METADATA_ENTRIES = 100_000
@@ -99,10 +102,15 @@ class RingState:
         return self.ring.owners(block_id, self.replicas)
 
 
-def order_candidates(ring_order: list[str], suspects: Collection[str]) -> list[str]:
-    """``ring_order`` with the ``suspects`` moved to the end, each part keeping its order."""
-    healthy = [worker for worker in ring_order if worker not in suspects]
-    return healthy + [worker for worker in ring_order if worker in suspects]
+def order_candidates(
+    ring_order: list[str], last: Collection[str], skip: Collection[str] = ()
+) -> list[str]:
+    """``ring_order`` without ``skip``, the workers in ``last`` moved to the end.
+
+    Each part keeps its ring order.
+    """
+    healthy = [w for w in ring_order if w not in last and w not in skip]
+    return healthy + [w for w in ring_order if w in last and w not in skip]
 
 
 @dataclass(slots=True)
@@ -134,7 +142,8 @@ class ClusterView:
         self._ring_lock = asyncio.Lock()
         self._refresher: asyncio.Task[None] | None = None
         self._refresh_wanted = asyncio.Event()
-        self._suspects: dict[str, float] = {}  # worker id -> monotonic time it stops being one
+        # worker id -> [monotonic time it stops being suspect, time of its next probe]
+        self._suspects: dict[str, list[float]] = {}
         self._metadata: OrderedDict[tuple[str, ...], _Cached] = OrderedDict()
         self._mounts: dict[str, MountInfo] = {}
         self._backends: dict[str, UfsBackend] = {}
@@ -208,27 +217,54 @@ class ClusterView:
     # ------------------------------------------------------------ placement
 
     def mark_suspect(self, worker_id: str) -> None:
-        """Try ``worker_id`` last for a while, and refresh the ring soon."""
-        self._suspects[worker_id] = time.monotonic() + self.suspect_seconds
+        """Skip ``worker_id`` for a while (but for one probe a second), refresh the ring soon.
+
+        A dead worker then costs one failed attempt a ``SUSPECT_PROBE_INTERVAL``,
+        not one a block: a read goes on to the next worker or the UFS at once.
+        """
+        now = time.monotonic()
+        self._suspects[worker_id] = [now + self.suspect_seconds, now + SUSPECT_PROBE_INTERVAL]
         self.request_ring_refresh()
+
+    def mark_healthy(self, worker_id: str) -> None:
+        """A worker answered: it is no suspect any more."""
+        self._suspects.pop(worker_id, None)
 
     def suspects(self) -> set[str]:
         """Workers that failed within ``suspect_seconds``."""
         now = time.monotonic()
-        for worker_id, until in list(self._suspects.items()):
+        for worker_id, (until, _) in list(self._suspects.items()):
             if until <= now:
                 del self._suspects[worker_id]
         return set(self._suspects)
 
     async def candidates(self, block_id: str) -> list[Candidate]:
-        """The workers to try for ``block_id``, in order; empty when the ring is empty."""
+        """The workers to try for ``block_id``, in order; empty when the ring is empty.
+
+        Healthy workers in ring order, then the ones the master sees missing
+        heartbeats and the suspects due for a probe; other suspects are skipped.
+        """
         state = await self.ring()
         count = min(len(state.members), state.replicas + self.extra_workers)
         ring_order = state.ring.owners(block_id, count)
-        avoid = state.missing_beats | self.suspects() if self._suspects else state.missing_beats
+        last: Collection[str] = state.missing_beats
+        skip: set[str] = set()
+        if self._suspects:
+            now = time.monotonic()
+            probes = set()
+            for worker_id in self.suspects():
+                if worker_id not in ring_order:
+                    continue
+                times = self._suspects[worker_id]
+                if times[1] <= now:
+                    times[1] = now + SUSPECT_PROBE_INTERVAL
+                    probes.add(worker_id)
+                else:
+                    skip.add(worker_id)
+            last = state.missing_beats | probes
         return [
             Candidate(worker_id, state.addresses[worker_id])
-            for worker_id in order_candidates(ring_order, avoid)
+            for worker_id in order_candidates(ring_order, last, skip)
             if worker_id in state.addresses
         ]
 

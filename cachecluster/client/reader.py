@@ -8,7 +8,8 @@ read draws on several workers in parallel.
 
 :class:`BlockFetcher` reads one block: from its owners in ring order, then
 from other workers, then from the UFS directly. A worker whose connection
-fails or times out is marked suspect (tried last for a while) and the ring is
+fails or times out is marked suspect (skipped for a while, but for one probe a
+second) and the ring is
 refreshed; only the UFS's own error, or a changed file (``VersionChanged``),
 reaches the caller.
 
@@ -87,7 +88,11 @@ class BlockPlacement(Protocol):
         ...
 
     def mark_suspect(self, worker_id: str) -> None:
-        """Try this worker last for a while."""
+        """Avoid this worker for a while."""
+        ...
+
+    def mark_healthy(self, worker_id: str) -> None:
+        """This worker answered: stop avoiding it."""
         ...
 
     async def backend(self, mount_id: str) -> UfsBackend:
@@ -162,6 +167,7 @@ class BlockFetcher:
                     )
                     continue
                 if got == expected:
+                    self.placement.mark_healthy(candidate.worker_id)
                     self.stats.worker_reads += 1
                     self.stats.bytes_read += got
                     return got

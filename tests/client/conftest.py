@@ -147,11 +147,22 @@ async def _prepare(address: str, workers: int, dataset_dir: Path) -> None:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the ring has not got {workers} workers after 30 s")
             await asyncio.sleep(0.05)
-        spec = {"mounts": [{"mountPoint": f"local://{dataset_dir}", "name": "m0", "path": "/"}]}
+    finally:
+        await api.close()
+    await apply_dataset(address, DATASET, f"local://{dataset_dir}")
+
+
+async def apply_dataset(
+    address: str, name: str, mount_point: str, options: dict[str, str] | None = None
+) -> None:
+    """Register dataset ``team/<name>`` with one mount at its root."""
+    mount = {"mountPoint": mount_point, "name": "m0", "path": "/", "options": options or {}}
+    api = MasterApi(address, timeout=5)
+    try:
         await api.datasets.ApplyDataset(
             master_pb2.ApplyDatasetRequest(
-                ref=master_pb2.DatasetRef(namespace=NAMESPACE, name=DATASET),
-                spec_json=json.dumps(spec).encode(),
+                ref=master_pb2.DatasetRef(namespace=NAMESPACE, name=name),
+                spec_json=json.dumps({"mounts": [mount]}).encode(),
             ),
             timeout=5,
         )

@@ -110,6 +110,7 @@ def test_order_candidates_moves_suspects_last() -> None:
     assert order_candidates(["a", "b", "c", "d"], {"a", "c"}) == ["b", "d", "a", "c"]
     assert order_candidates(["a", "b"], {"x"}) == ["a", "b"]
     assert order_candidates([], {"a"}) == []
+    assert order_candidates(["a", "b", "c", "d"], {"b"}, {"a", "c"}) == ["d", "b"]
 
 
 def test_buffer_pool_reuses_buffers() -> None:

@@ -24,7 +24,8 @@ from cachecluster.client.client import AsyncClient
 from cachecluster.client.fsspec_fs import CacheClusterFileSystem, _clients
 from cachecluster.client.sync_client import Client
 from cachecluster.common.errors import InvalidArgument, InvalidPath, NotFound
-from tests.client.conftest import BLOCK_SIZE, Cluster
+from tests.client.conftest import BLOCK_SIZE, NAMESPACE, Cluster, apply_dataset
+from tests.servers.seaweed import SeaweedS3
 
 
 def sha(data: bytes | bytearray) -> str:
@@ -276,3 +277,32 @@ def test_sync_client_in_a_forked_child_fails_fast(cluster: Cluster) -> None:
         assert process.exitcode == 0
         assert file.read() == cluster.files["one.bin"]  # the parent goes on
         file.close()
+
+
+async def test_s3_dataset_and_direct_ufs_reads(
+    fresh_cluster: Cluster, s3_server: SeaweedS3
+) -> None:
+    """An S3 (SeaweedFS) dataset through the workers, then straight from S3 once they are gone."""
+    cluster = fresh_cluster
+    names = ["multi.bin", "block+1.bin", "empty.bin", "dir/sub/b.bin"]
+    s3_server.create_bucket("client-it")
+    s3 = s3_server.client()
+    for name in names:
+        s3.put_object(Bucket="client-it", Key=f"ds/{name}", Body=cluster.files[name])
+    await apply_dataset(cluster.address, "s3", "s3://client-it/ds", s3_server.backend_options())
+
+    def path(name: str) -> str:
+        return f"{NAMESPACE}/s3/{name}"
+
+    async with AsyncClient(cluster.address) as client:
+        for name in names:
+            assert sha(await client.cat(path(name))) == sha(cluster.files[name]), name
+        assert client.stats.ufs_reads == 0
+        for worker_id in list(cluster.workers):
+            cluster.kill_worker(worker_id, signal.SIGKILL)
+        for name in names:  # every worker refuses: the client opens S3 itself (GetMount)
+            async with await client.open(path(name)) as file:
+                assert sha(await file.read()) == sha(cluster.files[name]), name
+        blocks = sum(-(-len(cluster.files[name]) // BLOCK_SIZE) for name in names)
+        assert client.stats.ufs_reads == blocks
+        assert client.stats.worker_failures < 2 * blocks  # suspects are skipped, not retried

@@ -108,6 +108,9 @@ class StaticPlacement:
     def mark_suspect(self, worker_id: str) -> None:
         self.suspects.add(worker_id)
 
+    def mark_healthy(self, worker_id: str) -> None:
+        self.suspects.discard(worker_id)
+
     async def backend(self, mount_id: str) -> UfsBackend:
         return self.ufs
 
