@@ -8,10 +8,9 @@ read draws on several workers in parallel.
 
 :class:`BlockFetcher` reads one block: from its owners in ring order, then
 from other workers, then from the UFS directly. A worker whose connection
-fails or times out is marked suspect (skipped for a while, but for one probe a
-second) and the ring is
-refreshed; only the UFS's own error, or a changed file (``VersionChanged``),
-reaches the caller.
+fails or times out is marked suspect (skipped for a while, but for one probe
+a second) and the ring is refreshed; only the UFS's own error, or a changed
+file (``VersionChanged``), reaches the caller.
 
 :class:`FileReader` adds a position and read-ahead: on sequential access the
 next ``readahead_blocks`` whole blocks are kept in flight into reusable
