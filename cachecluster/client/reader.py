@@ -45,7 +45,8 @@ log = logging.getLogger("cachecluster.client")
 DEFAULT_READAHEAD_BLOCKS = 4
 DEFAULT_BLOCK_TIMEOUT = 30.0
 DEFAULT_MAX_PARALLEL_BLOCKS = 32
-MAX_FREE_BUFFERS = 64
+MAX_FREE_BUFFER_BYTES = 64 * 1024 * 1024
+"""Read-ahead buffers a client keeps for reuse, at most (in bytes)."""
 
 
 class BlockSpan(NamedTuple):
@@ -228,20 +229,24 @@ class BlockFetcher:
 class BufferPool:
     """Reusable block buffers: touching fresh pages is slow, copying into used ones fast."""
 
-    def __init__(self, max_free: int = MAX_FREE_BUFFERS) -> None:
-        self.max_free = max_free
+    def __init__(self, max_free_bytes: int = MAX_FREE_BUFFER_BYTES) -> None:
+        self.max_free_bytes = max_free_bytes
+        self.free_bytes = 0
         self._free: dict[int, list[bytearray]] = {}
 
     def get(self, size: int) -> bytearray:
         """A buffer of ``size`` bytes (contents undefined)."""
         free = self._free.get(size)
-        return free.pop() if free else bytearray(size)
+        if not free:
+            return bytearray(size)
+        self.free_bytes -= size
+        return free.pop()
 
     def put(self, buffer: bytearray) -> None:
-        """Give a buffer back; nobody may use it afterwards."""
-        free = self._free.setdefault(len(buffer), [])
-        if sum(len(f) for f in self._free.values()) < self.max_free:
-            free.append(buffer)
+        """Give a buffer back; nobody may use it afterwards. Kept only while under the cap."""
+        if self.free_bytes + len(buffer) <= self.max_free_bytes:
+            self._free.setdefault(len(buffer), []).append(buffer)
+            self.free_bytes += len(buffer)
 
 
 @dataclass(slots=True)

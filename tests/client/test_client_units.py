@@ -114,14 +114,17 @@ def test_order_candidates_moves_suspects_last() -> None:
 
 
 def test_buffer_pool_reuses_buffers() -> None:
-    pool = BufferPool(max_free=2)
+    pool = BufferPool(max_free_bytes=32)
     first = pool.get(16)
     pool.put(first)
+    assert pool.free_bytes == 16
     assert pool.get(16) is first
+    assert pool.free_bytes == 0
     buffers = [pool.get(16) for _ in range(4)]
     for buffer in buffers:
         pool.put(buffer)
-    assert sum(len(v) for v in pool._free.values()) == 2
+    assert pool.free_bytes == 32  # the rest went to the garbage collector
+    assert pool.get(16) in buffers
 
 
 def test_resolve_master_address(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
