@@ -71,13 +71,21 @@ def held_blocks(worker: WorkerProcess) -> set[str]:
 
 
 async def wait_for(
-    condition: Callable[[], Awaitable[bool]], timeout: float, what: str, interval: float = 0.1
+    condition: Callable[[], Awaitable[bool]],
+    timeout: float,
+    what: str | Callable[[], str],
+    interval: float = 0.1,
 ) -> float:
-    """Poll ``condition`` until it is true; return the seconds it took (fail after ``timeout``)."""
+    """Poll ``condition`` until it is true; return the seconds it took.
+
+    After ``timeout`` the test fails with ``what`` (a callable is asked then,
+    so the message can show the last state seen).
+    """
     start = time.monotonic()
     while not await condition():
         if time.monotonic() - start > timeout:
-            pytest.fail(f"{what}: not reached within {timeout:.0f}s")
+            message = what() if callable(what) else what
+            pytest.fail(f"{message}: not reached within {timeout:.0f}s")
         await asyncio.sleep(interval)
     return time.monotonic() - start
 

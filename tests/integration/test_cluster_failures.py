@@ -5,6 +5,7 @@ survives its restart) serves a local dataset holding one large file. The
 issue asks for 1 GiB; the suite uses 192 MiB in 1 MiB blocks (192 blocks,
 the same number of block reads per worker as a 1 GiB file in ~5 MiB blocks)
 to stay well inside its time budget on a 2-core machine.
+``CACHECLUSTER_IT_BIG_MIB=1024`` runs it with the full 1 GiB.
 
 * Four readers read the file at once; when a quarter of the bytes have been
   read, worker w1 gets SIGKILL. Every reader still gets every byte right.
@@ -18,7 +19,7 @@ to stay well inside its time budget on a 2-core machine.
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import mmap
 import os
 import signal
 import time
@@ -35,7 +36,7 @@ from tests.integration.conftest import held_blocks, list_workers, wait_for, work
 
 MiB = 1 << 20
 BLOCK_SIZE = MiB
-BIG_FILE_SIZE = 192 * MiB
+BIG_FILE_SIZE = int(os.environ.get("CACHECLUSTER_IT_BIG_MIB", "192")) * MiB
 READERS = 4
 READ_CHUNK = 8 * MiB
 DATASET = "fail/big"
@@ -43,29 +44,30 @@ FILE_PATH = f"{DATASET}/big.bin"
 
 
 @pytest.fixture(scope="module")
-def big_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """The UFS folder with ``big.bin`` (random, written in 8 MiB chunks) and its sha256."""
+def big_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, mmap.mmap]]:
+    """The UFS folder holding ``big.bin`` (random bytes), and the file mapped for comparisons."""
     root = tmp_path_factory.mktemp("big-ufs")
-    digest = hashlib.sha256()
     pattern = os.urandom(READ_CHUNK + 4096)
     with open(root / "big.bin", "wb") as out:
         for i in range(BIG_FILE_SIZE // READ_CHUNK):
-            chunk = pattern[i % 4096 : i % 4096 + READ_CHUNK]  # no two chunks alike
-            out.write(chunk)
-            digest.update(chunk)
-    return root, digest.hexdigest()
+            out.write(pattern[i % 4096 : i % 4096 + READ_CHUNK])  # no two chunks alike
+    with (
+        open(root / "big.bin", "rb") as source,
+        mmap.mmap(source.fileno(), 0, access=mmap.ACCESS_READ) as mapped,
+    ):
+        yield root, mapped
 
 
 @pytest.fixture(scope="module")
 def failure_cluster(
-    tmp_path_factory: pytest.TempPathFactory, big_file: tuple[Path, str]
+    tmp_path_factory: pytest.TempPathFactory, big_file: tuple[Path, mmap.mmap]
 ) -> Iterator[LocalCluster]:
     """3 workers with one SSD tier each, fast heartbeats, the big file's dataset applied."""
     home = tmp_path_factory.mktemp("failure-cluster")
     cluster = LocalCluster(
         home,
         workers=3,
-        tiers=[TierConfig(Medium.SSD, str(home / "ssd"), 1 << 30)],
+        tiers=[TierConfig(Medium.SSD, str(home / "ssd"), BIG_FILE_SIZE + (1 << 30))],
         block_size=BLOCK_SIZE,
         replicas=1,
         master_args=["--heartbeat-interval", "0.5", "--missed-heartbeats", "4"],
@@ -76,28 +78,51 @@ def failure_cluster(
         yield cluster
 
 
-async def _read_all(client: AsyncClient, progress: list[int], slot: int) -> str:
-    """Read the big file sequentially; count bytes in ``progress[slot]``; return its sha256."""
-    digest = hashlib.sha256()
+async def _read_all(client: AsyncClient, source: mmap.mmap, progress: list[int], slot: int) -> str:
+    """Read the big file sequentially, comparing every byte with ``source`` (the UFS file).
+
+    Counts bytes in ``progress[slot]``; returns "" when all bytes match, else
+    a description of the first blocks that differ.
+    """
     buf = bytearray(READ_CHUNK)
     view = memoryview(buf)
+    offset = 0
+    bad: list[int] = []
     async with await client.open(FILE_PATH) as file:
         while n := await file.readinto(buf):
-            digest.update(view[:n])
+            if view[:n] != source[offset : offset + n]:
+                bad.extend(_differing_blocks(view[:n], source, offset))
+            offset += n
             progress[slot] += n
-    return digest.hexdigest()
+    if offset != len(source):
+        return f"read {offset} bytes of {len(source)}"
+    return f"blocks {bad[:10]} differ" if bad else ""
+
+
+def _differing_blocks(got: memoryview, source: mmap.mmap, offset: int) -> list[int]:
+    """Indices of the blocks whose bytes in ``got`` (read at ``offset``) differ from ``source``."""
+    bad = []
+    start = offset
+    while start < offset + len(got):
+        end = min((start // BLOCK_SIZE + 1) * BLOCK_SIZE, offset + len(got))
+        if got[start - offset : end - offset] != source[start:end]:
+            bad.append(start // BLOCK_SIZE)
+        start = end
+    return bad
 
 
 async def test_sigkill_a_worker_mid_read_then_restart_it(
-    failure_cluster: LocalCluster, big_file: tuple[Path, str]
+    failure_cluster: LocalCluster, big_file: tuple[Path, mmap.mmap]
 ) -> None:
     cluster = failure_cluster
-    expected = big_file[1]
+    source = big_file[1]
     epoch_before = (await list_workers(cluster)).epoch
     progress = [0] * READERS
     total = READERS * BIG_FILE_SIZE
     async with AsyncClient(cluster.master_address, suspect_seconds=5) as client:
-        readers = [asyncio.create_task(_read_all(client, progress, i)) for i in range(READERS)]
+        readers = [
+            asyncio.create_task(_read_all(client, source, progress, i)) for i in range(READERS)
+        ]
 
         async def quarter_read() -> bool:
             return sum(progress) >= total // 4 or all(r.done() for r in readers)
@@ -105,10 +130,10 @@ async def test_sigkill_a_worker_mid_read_then_restart_it(
         await wait_for(quarter_read, 60, "a quarter of the file read", interval=0.01)
         read_at_kill = sum(progress)
         await asyncio.to_thread(cluster.kill_worker, 1, signal.SIGKILL)
-        digests = await asyncio.gather(*readers)
+        errors = await asyncio.gather(*readers)
         stats = client.stats
     assert read_at_kill < total, "the readers finished before the kill"
-    assert digests == [expected] * READERS
+    assert errors == [""] * READERS
     print(f"killed w1 after {read_at_kill / total:.0%} of the bytes; client stats {stats}")
 
     # w1's disk tier, as the SIGKILL left it (torn temp files are dropped at restart).
@@ -143,24 +168,21 @@ async def test_sigkill_a_worker_mid_read_then_restart_it(
     async with AsyncClient(cluster.master_address, readahead_blocks=0) as client:
         blocks = [b for b in await client.blocks(FILE_PATH) if b.block_id in still_on_disk]
         assert all(b.owners[0] == "w1" for b in blocks)
-        data = big_file[0] / "big.bin"
-        with open(data, "rb") as source:
-            for block in blocks:
-                got = await client.cat(FILE_PATH, block.offset, block.offset + block.length)
-                source.seek(block.offset)
-                assert got == source.read(block.length), f"block {block.index}"
+        for block in blocks:
+            got = await client.cat(FILE_PATH, block.offset, block.offset + block.length)
+            assert got == source[block.offset : block.offset + block.length], block.index
     stats = await worker_stats(cluster.workers[1])
     assert stats.counters.misses == 0 and stats.counters.bytes_fetched == 0
     assert stats.counters.hits >= len(blocks)
 
 
 async def test_restart_the_master_during_reads(
-    failure_cluster: LocalCluster, big_file: tuple[Path, str]
+    failure_cluster: LocalCluster, big_file: tuple[Path, mmap.mmap]
 ) -> None:
     cluster = failure_cluster
-    expected = big_file[1]
+    source = big_file[1]
     async with AsyncClient(cluster.master_address) as client:
-        assert await _read_all(client, [0], 0) == expected  # everything cached now
+        assert await _read_all(client, source, [0], 0) == ""  # everything cached now
 
         async def counts_settled() -> bool:
             reported = {w.worker_id: w.block_count for w in (await list_workers(cluster)).workers}
@@ -169,45 +191,61 @@ async def test_restart_the_master_during_reads(
         await wait_for(counts_settled, 10, "the master's block counts match the tiers")
         counts_before = {w.worker_id: len(held_blocks(w)) for w in cluster.workers}
 
-        done: list[str] = []
+        errors: list[str] = []
+        progress = [0, 0]
         stop = asyncio.Event()
 
-        async def loop_reads() -> None:
+        async def loop_reads(slot: int) -> None:
             while not stop.is_set():
-                done.append(await _read_all(client, [0], 0))
+                errors.append(await _read_all(client, source, progress, slot))
 
-        readers = [asyncio.create_task(loop_reads()) for _ in range(2)]
+        readers = [asyncio.create_task(loop_reads(slot)) for slot in range(2)]
         await asyncio.sleep(0.3)
         await asyncio.to_thread(cluster.stop_master, signal.SIGKILL)
-        reads_before_down = len(done)
+        bytes_at_down = sum(progress)
         await asyncio.sleep(2.0)  # the master stays away while reads go on
-        reads_while_down = len(done) - reads_before_down
+        bytes_while_down = sum(progress) - bytes_at_down
         restarted_at = time.monotonic()
         await asyncio.to_thread(cluster.start_master)
+
+        listed: dict[str, int] = {}
 
         async def all_back() -> bool:
             try:
                 answer = await list_workers(cluster)
             except Exception:
                 return False
-            listed = {
-                w.worker_id: w.block_count
+            listed.clear()
+            listed.update(
+                (w.worker_id, w.block_count)
                 for w in answer.workers
                 if w.state == master_pb2.WORKER_STATE_ACTIVE
-            }
+            )
             return listed == counts_before
 
-        await wait_for(all_back, 20, "the restarted master lists every worker and its blocks")
-        back_after = time.monotonic() - restarted_at
-        reads_at_back = len(done)
         await wait_for(
-            _async_true_when(lambda: len(done) > reads_at_back), 30, "a read after the restart"
+            all_back,
+            20,
+            lambda: (
+                f"the restarted master lists every worker and its blocks {counts_before} "
+                f"(it lists {listed})"
+            ),
+        )
+        back_after = time.monotonic() - restarted_at
+        reads_at_back = len(errors)
+        await wait_for(
+            _async_true_when(lambda: len(errors) > reads_at_back + 1),
+            60,
+            "a whole read after the restart",
         )
         stop.set()
         await asyncio.gather(*readers)
-    assert done and all(digest == expected for digest in done)
-    assert reads_while_down >= 1, "no read completed while the master was down"
-    print(f"master back with all workers and blocks {back_after:.1f}s after its restart")
+    assert errors and all(error == "" for error in errors), errors
+    assert bytes_while_down > 0, "nothing was read while the master was down"
+    print(
+        f"{len(errors)} whole reads, {bytes_while_down / MiB:.0f} MiB read while the master "
+        f"was down; master back with all workers and blocks {back_after:.1f}s after its restart"
+    )
 
 
 def _async_true_when(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
