@@ -19,7 +19,7 @@ from rich.table import Table
 
 from cachecluster.cli.context import add_home_argument, add_master_argument, resolve_home
 from cachecluster.common.error_map import to_exit_code
-from cachecluster.common.errors import ConfigError, Unavailable
+from cachecluster.common.errors import Unavailable
 from cachecluster.common.units import format_size, parse_size
 from cachecluster.local.cluster import STOP_TIMEOUT_S, LocalCluster, stop_recorded_cluster
 from cachecluster.local.layout import ClusterLayout, load_runtime_file, read_cluster_record
@@ -100,8 +100,6 @@ def cluster_from_args(args: argparse.Namespace) -> LocalCluster:
         tiers = [parse_tier_flag(flag) for flag in args.tier]
     if workers is None:
         workers = DEFAULT_WORKERS
-    if workers < 1:
-        raise ConfigError("--workers", f"{workers}: need at least one worker")
     block_size = parse_size(args.block_size, "--block-size") if args.block_size else None
     return LocalCluster(
         resolve_home(args.home),

@@ -39,7 +39,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from cachecluster.common.endpoint_file import remove_endpoint_file, wait_endpoint_file
-from cachecluster.common.errors import CacheClusterError, ErrorKind, Unavailable
+from cachecluster.common.errors import CacheClusterError, ConfigError, ErrorKind, Unavailable
 from cachecluster.common.units import parse_size
 from cachecluster.local.cluster_calls import apply_dataset, wait_workers_active
 from cachecluster.local.layout import (
@@ -179,12 +179,12 @@ class LocalCluster:
         env: Mapping[str, str] | None = None,
     ) -> None:
         if workers < 1:
-            raise CacheClusterError("a cluster needs at least one worker")
+            raise ConfigError("--workers", f"{workers}: a cluster needs at least one worker")
         self.layout = ClusterLayout(Path(home).expanduser().resolve())
         self.tier_templates = check_tier_templates(tiers) if tiers else None
         self.block_size = parse_size(block_size, "--block-size") if block_size else None
         if replicas is not None and replicas < 1:
-            raise CacheClusterError(f"--replicas {replicas}: must be >= 1")
+            raise ConfigError("--replicas", f"{replicas}: must be >= 1")
         self.replicas = replicas
         self.host = host
         self.master_port = master_port
@@ -194,6 +194,8 @@ class LocalCluster:
         self.start_timeout = start_timeout
         self.wait_until_active = wait_until_active
         self.env = dict(env) if env is not None else None
+        self.started_at: float | None = None
+        """Unix time of the last :meth:`start`."""
         self.master = ServiceProcess("master", self.layout.master_home, self.layout.master_log)
         self.workers: list[WorkerProcess] = [self._new_worker(i) for i in range(workers)]
         for worker in self.workers:
@@ -228,6 +230,7 @@ class LocalCluster:
         self.layout.logs_dir.mkdir(parents=True, exist_ok=True)
         with self._locked():
             self._check_not_running()
+            self.started_at = time.time()
             try:
                 self.start_master()
                 for worker in self.workers:
@@ -348,7 +351,7 @@ class LocalCluster:
         return {
             "version": RECORD_VERSION,
             "home": str(self.home),
-            "started_at": time.time(),
+            "started_at": self.started_at,
             "master": self.master_address,
             "master_pid": self.master.pid,
             "master_start_ticks": self.master.start_ticks,
@@ -369,8 +372,7 @@ class LocalCluster:
     def attach(cls, home: Path | str) -> LocalCluster:
         """The cluster recorded in ``<home>/cluster.json`` (to stop it or inspect it).
 
-        Raises :class:`~cachecluster.common.errors.NotFound`-like
-        ``CacheClusterError`` when there is no record.
+        Raises :class:`~cachecluster.common.errors.Unavailable` when there is no record.
         """
         layout = ClusterLayout(Path(home).expanduser().resolve())
         record = read_cluster_record(layout)
@@ -378,6 +380,7 @@ class LocalCluster:
             raise Unavailable(f"no cluster recorded in {layout.home} (run `cachecluster up`)")
         workers = [w for w in record.get("workers") or [] if isinstance(w, Mapping)]
         cluster = cls(layout.home, workers=max(1, len(workers)))
+        cluster.started_at = record.get("started_at")
         cluster.block_size = record.get("block_size")
         cluster.replicas = record.get("replicas")
         host, _, port = str(record.get("master", "")).rpartition(":")
