@@ -14,6 +14,11 @@ it is created on first use and closed when the mount goes away or changes.
 
 Every returned entry carries ``mount_id`` and ``mount_path`` so that readers
 compute block ids themselves: ``BlockKey(mount_id, mount_path, version, index)``.
+
+A reference dataset (``dataset://<ns>/<name>[/subpath]``) resolves into its
+source's mounts below ``subpath`` (:mod:`cachecluster.master.references`):
+entries carry the source's mount ids, so readers of either dataset share the
+same cached blocks, and their paths are rebased onto the reference.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from collections.abc import Callable, Mapping
 from cachecluster.common.errors import InvalidArgument, NotFound
 from cachecluster.common.paths import normalize_path
 from cachecluster.master.datasets import DatasetRegistry, MountInfo
+from cachecluster.master.references import resolve_source
 from cachecluster.ufs.base import FileStatus, UfsBackend
 from cachecluster.ufs.registry import create_backend
 
@@ -101,6 +107,14 @@ def _to_entry(mount: MountInfo, status: FileStatus) -> EntryStatus:
         mount_id=mount.mount_id,
         mount_path=status.path,
     )
+
+
+def _rebase(entry: EntryStatus, subpath: str) -> EntryStatus:
+    """``entry`` (a path of a source dataset) as seen by a reference to ``subpath``."""
+    if not subpath:
+        return entry
+    path = "" if entry.path == subpath else entry.path[len(subpath) + 1 :]
+    return dataclasses.replace(entry, path=path)
 
 
 def _virtual_dir(path: str) -> EntryStatus:
@@ -176,6 +190,15 @@ class MetadataCache:
             await entry.backend.close()
         for mount_id in {key[0] for key in self._listings} - set(current):
             self._forget(mount_id)
+
+    def refresh(self, namespace: str, name: str) -> None:
+        """Drop the cached listings and stats of a dataset (``loadMetadata``).
+
+        The next call for any of its paths asks the UFS again, so changed
+        files get their new version (and new block ids) at once.
+        """
+        for mount in self.registry.get(namespace, name).mounts:
+            self._forget(mount.mount_id)
 
     def _forget(self, mount_id: str) -> None:
         for key in [key for key in self._listings if key[0] == mount_id]:
@@ -346,8 +369,26 @@ class MetadataCache:
 
     # -- the RPCs --------------------------------------------------------------
 
+    def _follow_reference(self, namespace: str, name: str, path: str) -> tuple[str, str, str, str]:
+        """``(namespace, name, path, subpath)`` in the dataset whose mounts serve ``path``.
+
+        For a reference dataset that is its source, with ``path`` below
+        ``subpath``; for any other dataset, the arguments and ``""``.
+        """
+        record = self.registry.get(namespace, name)
+        source, subpath = resolve_source(self.registry, record)
+        if source is record:
+            return namespace, name, path, ""
+        rel = normalize_path(path)
+        inner = f"{subpath}/{rel}" if subpath and rel else (subpath or rel)
+        return source.namespace, source.name, inner, subpath
+
     async def get_status(self, namespace: str, name: str, path: str) -> EntryStatus:
         """Status of one dataset path; ``NotFound`` when it does not exist."""
+        namespace, name, path, subpath = self._follow_reference(namespace, name, path)
+        return _rebase(await self._get_status(namespace, name, path), subpath)
+
+    async def _get_status(self, namespace: str, name: str, path: str) -> EntryStatus:
         rel, mount, mount_path, _ = self._resolve(namespace, name, path)
         if mount is None:
             return _virtual_dir(rel)
@@ -369,6 +410,27 @@ class MetadataCache:
         With ``recursive`` every file below ``path`` is listed (directories are
         not). Listing a file gives that file. The token is ``""`` on the last page.
         """
+        namespace, name, path, subpath = self._follow_reference(namespace, name, path)
+        entries, token = await self._list_status(
+            namespace,
+            name,
+            path,
+            recursive=recursive,
+            page_size=page_size,
+            page_token=page_token,
+        )
+        return [_rebase(entry, subpath) for entry in entries], token
+
+    async def _list_status(
+        self,
+        namespace: str,
+        name: str,
+        path: str,
+        *,
+        recursive: bool,
+        page_size: int,
+        page_token: str,
+    ) -> tuple[list[EntryStatus], str]:
         if page_size < 0:
             raise InvalidArgument(f"page size {page_size}: must be >= 0")
         size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
