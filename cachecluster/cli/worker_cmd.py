@@ -64,6 +64,13 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         choices=policy_names(),
         help=f"eviction policy of every tier (default {DEFAULT_POLICY})",
     )
+    parser.add_argument(
+        "--cluster-secret-file",
+        type=Path,
+        default=None,
+        help="file with the cluster secret (hex): data requests then need a capability "
+        "signed with it (default: none, open mode)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -94,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         unix_socket=unix_socket,
         tier_flags=args.tier,
         eviction_policy=args.eviction_policy,
+        cluster_secret_file=args.cluster_secret_file,
     )
     uvloop.run(run_worker(config))
     return 0

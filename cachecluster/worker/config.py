@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import cachecluster
+from cachecluster.common.auth import load_secret
 from cachecluster.common.errors import ConfigError
 from cachecluster.worker.eviction import DEFAULT_POLICY, policy_names
 from cachecluster.worker.tiers import Medium, TierConfig, parse_tier_flag, validate_tiers
@@ -79,6 +80,9 @@ class WorkerConfig:
     stop_grace: float = 2.0
     """Seconds gRPC calls in progress get to finish on SIGTERM."""
     version: str = cachecluster.__version__
+    cluster_secret: bytes | None = dataclasses.field(default=None, repr=False)
+    """The cluster secret (``--cluster-secret-file``): data requests need a capability
+    it signed, and the master is called with a system token. ``None``: open mode."""
 
     def __post_init__(self) -> None:
         check_address(self.master, "--master")
@@ -118,6 +122,7 @@ def build_worker_config(
     unix_socket: str | None = "",
     tier_flags: Sequence[str] = (),
     eviction_policy: str = DEFAULT_POLICY,
+    cluster_secret_file: Path | None = None,
 ) -> WorkerConfig:
     """A validated :class:`WorkerConfig` from the ``worker`` command's flags.
 
@@ -125,6 +130,7 @@ def build_worker_config(
     ``""`` picks a short default path under ``/tmp/cachecluster-<uid>/``,
     ``None`` (``--unix-socket none``) disables the socket. No ``tier_flags``
     means one 1 GiB MEM tier under ``/dev/shm/cachecluster-<uid>/<worker id>``.
+    ``cluster_secret_file`` turns authentication on (see :mod:`cachecluster.common.auth`).
     """
     home = home.expanduser().resolve()
     check_address(master, "--master")
@@ -150,6 +156,7 @@ def build_worker_config(
         metrics_port=metrics_port,
         unix_socket=unix_socket,
         eviction_policy=eviction_policy,
+        cluster_secret=None if cluster_secret_file is None else load_secret(cluster_secret_file),
     )
 
 

@@ -12,6 +12,11 @@ bytes under another block's id. On a miss the loader reads the whole block
 pinned: a UFS object that changed since the reader saw it raises
 ``VersionChanged`` and the reader gets a ``conflict`` error, never mixed bytes.
 
+With a cluster secret, a data request must carry a read capability the master
+signed (:mod:`cachecluster.common.auth`) that covers the block's mount and
+path; otherwise the reader gets a ``PermissionDenied`` error response (the
+connection stays usable). ``LoadBlocks`` (gRPC) is not checked here.
+
 Replication. With ``replicas`` R > 1 a block should end on R distinct
 workers: after a fetch from the UFS, if this worker is the block's first
 owner on the ring, it asks the other owners to load the block with
@@ -42,6 +47,7 @@ from typing import Any
 
 import grpc
 
+from cachecluster.common.auth import verify_capability
 from cachecluster.common.errors import InvalidArgument, NotFound
 from cachecluster.common.frames import ReadRequest
 from cachecluster.common.grpc_errors import error_from_rpc_error
@@ -103,8 +109,10 @@ class UfsBlockOpener:
         ring: RingView,
         *,
         replicator: Replicator | None = None,
+        cluster_secret: bytes | None = None,
     ) -> None:
         self.store = store
+        self._secret = cluster_secret
         self.mounts = mounts
         self.ring = ring
         self.replicator = replicator
@@ -113,6 +121,8 @@ class UfsBlockOpener:
         """The data server's entry point: a lease on the requested block (see the module doc)."""
         ref = request.key
         key = checked_key(request.block_id, ref.mount, ref.path, ref.version, ref.index)
+        if self._secret is not None:  # the key is checked, so its path is normalised
+            verify_capability(self._secret, request.cap).check(key.mount_id, key.path)
         return await self.store.get(request.block_id, lambda: self.fetch(key))
 
     async def load(self, block_id: str, key: BlockKey) -> LoadOutcome:

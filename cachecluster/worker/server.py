@@ -33,6 +33,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from cachecluster.common.endpoint_file import remove_endpoint_file, write_endpoint_file
 from cachecluster.common.errors import ConfigError
+from cachecluster.common.grpc_auth import auth_interceptors, system_token_source
 from cachecluster.protos import common_pb2, master_pb2_grpc, worker_pb2_grpc
 from cachecluster.worker.block_store import BlockStore
 from cachecluster.worker.config import WorkerConfig
@@ -82,7 +83,11 @@ async def run_worker(config: WorkerConfig, *, stop: asyncio.Event | None = None)
             ", ".join(f"{t.medium.value}:{t.path}" for t in store.tiers),
         )
 
-        master_channel = grpc.aio.insecure_channel(config.master, options=CHANNEL_OPTIONS)
+        master_channel = grpc.aio.insecure_channel(
+            config.master,
+            options=CHANNEL_OPTIONS,
+            interceptors=auth_interceptors(system_token_source(config.cluster_secret)),
+        )
         cleanup.push_async_callback(master_channel.close)
         master_stub = master_pb2_grpc.MasterServiceStub(master_channel)
         ring = RingView(config.worker_id)
@@ -98,7 +103,9 @@ async def run_worker(config: WorkerConfig, *, stop: asyncio.Event | None = None)
             max_queued=config.replication_queue,
         )
         cleanup.push_async_callback(replicator.close)
-        opener = UfsBlockOpener(store, mounts, ring, replicator=replicator)
+        opener = UfsBlockOpener(
+            store, mounts, ring, replicator=replicator, cluster_secret=config.cluster_secret
+        )
 
         grpc_server, grpc_port, health_servicer = await _start_grpc(config, store, opener)
 
