@@ -197,7 +197,8 @@ class MetadataCache:
         The next call for any of its paths asks the UFS again, so changed
         files get their new version (and new block ids) at once.
         """
-        for mount in self.registry.get(namespace, name).mounts:
+        source, _ = resolve_source(self.registry, self.registry.get(namespace, name))
+        for mount in source.mounts:  # a reference refreshes its source
             self._forget(mount.mount_id)
 
     def _forget(self, mount_id: str) -> None:
