@@ -62,6 +62,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         default=30.0,
         help="seconds UFS listings stay cached (0: no cache)",
     )
+    parser.add_argument(
+        "--cluster-secret-file",
+        default=None,
+        help="file with the cluster secret (hex): every call then needs a token "
+        "(`cachecluster token NS`); default none, open mode",
+    )
     parser.set_defaults(handler=run)
 
 

@@ -12,6 +12,7 @@ import dataclasses
 import math
 from pathlib import Path
 
+from cachecluster.common.auth import load_secret
 from cachecluster.common.errors import ConfigError
 from cachecluster.common.ring import DEFAULT_VNODES, MAX_VNODES
 from cachecluster.common.units import format_size, parse_size
@@ -68,6 +69,9 @@ class MasterConfig:
     heartbeat_interval: float = 1.0
     missed_heartbeats: int = 3
     metadata_sync_interval: float = 30.0
+    cluster_secret: bytes | None = dataclasses.field(default=None, repr=False)
+    """The cluster secret (``--cluster-secret-file``): every call then needs a token
+    (see :mod:`cachecluster.master.auth_interceptor`). ``None``: open mode."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.home, Path):
@@ -127,4 +131,9 @@ class MasterConfig:
             heartbeat_interval=args.heartbeat_interval,
             missed_heartbeats=args.missed_heartbeats,
             metadata_sync_interval=args.metadata_sync_interval,
+            cluster_secret=(
+                load_secret(args.cluster_secret_file)
+                if getattr(args, "cluster_secret_file", None)
+                else None
+            ),
         )

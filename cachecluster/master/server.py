@@ -32,13 +32,15 @@ from cachecluster.common.endpoint_file import (
     write_endpoint_file,
 )
 from cachecluster.common.errors import Unavailable
+from cachecluster.master.auth_interceptor import AuthInterceptor
+from cachecluster.master.auth_service import AuthServicer
 from cachecluster.master.config import MasterConfig
 from cachecluster.master.datasets import DatasetRegistry
 from cachecluster.master.membership import Membership
 from cachecluster.master.metadata import MetadataCache
 from cachecluster.master.metrics import MasterMetrics, RpcMetricsInterceptor
 from cachecluster.master.service import DatasetServicer, MasterServicer, MetadataServicer
-from cachecluster.protos import master_pb2, master_pb2_grpc
+from cachecluster.protos import auth_pb2_grpc, master_pb2, master_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +99,12 @@ class MasterServer:
         loaded = await asyncio.to_thread(self.datasets.load)
         if loaded:
             log.info("loaded %d dataset(s) from %s", loaded, self.datasets.path)
+        interceptors: list[grpc.aio.ServerInterceptor] = [RpcMetricsInterceptor(self.metrics)]
+        if config.cluster_secret is not None:
+            interceptors.append(AuthInterceptor(config.cluster_secret))
+            log.info("authentication on: every call needs a token")
         server = grpc.aio.server(
-            interceptors=[RpcMetricsInterceptor(self.metrics)],
+            interceptors=interceptors,
             # Without this, a second master on the same port would share it silently.
             options=[("grpc.so_reuseport", 0)],
         )
@@ -110,6 +116,9 @@ class MasterServer:
         )
         master_pb2_grpc.add_DatasetServiceServicer_to_server(
             DatasetServicer(self.datasets, self.metadata), server
+        )
+        auth_pb2_grpc.add_AuthServiceServicer_to_server(
+            AuthServicer(self.datasets, config.cluster_secret), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         bind = f"[{config.host}]" if ":" in config.host else config.host

@@ -20,6 +20,7 @@ import grpc
 from cachecluster.common.errors import InvalidArgument
 from cachecluster.common.grpc_errors import grpc_servicer
 from cachecluster.common.ring import RING_SCHEME
+from cachecluster.master import access
 from cachecluster.master.config import MasterConfig
 from cachecluster.master.datasets import DatasetRecord, DatasetRegistry, MountInfo
 from cachecluster.master.membership import BlockReport, Membership, WorkerRecord, WorkerState
@@ -194,6 +195,7 @@ class MetadataServicer(master_pb2_grpc.MetadataServiceServicer):
         self, request: master_pb2.GetStatusRequest, context: grpc.aio.ServicerContext
     ) -> master_pb2.GetStatusResponse:
         namespace, name = _ref(request.dataset)
+        access.check_visible(namespace, name)
         entry = await self._metadata.get_status(namespace, name, request.path)
         return master_pb2.GetStatusResponse(status=_file_status(entry))
 
@@ -201,6 +203,7 @@ class MetadataServicer(master_pb2_grpc.MetadataServiceServicer):
         self, request: master_pb2.ListStatusRequest, context: grpc.aio.ServicerContext
     ) -> master_pb2.ListStatusResponse:
         namespace, name = _ref(request.dataset)
+        access.check_visible(namespace, name)
         entries, token = await self._metadata.list_status(
             namespace,
             name,
@@ -242,6 +245,7 @@ class DatasetServicer(master_pb2_grpc.DatasetServiceServicer):
             raise InvalidArgument(
                 f"dataset {namespace}/{name}: spec_json is not JSON: {exc}"
             ) from None
+        access.check_writable(namespace, spec)
         async with self._lock:
             mounts = self._registry.validate(namespace, name, spec)
             try:
@@ -258,6 +262,7 @@ class DatasetServicer(master_pb2_grpc.DatasetServiceServicer):
         self, request: master_pb2.GetDatasetRequest, context: grpc.aio.ServicerContext
     ) -> master_pb2.GetDatasetResponse:
         namespace, name = _ref(request.ref)
+        access.check_visible(namespace, name)
         return master_pb2.GetDatasetResponse(
             dataset=dataset_proto(self._registry.get(namespace, name))
         )
@@ -265,13 +270,16 @@ class DatasetServicer(master_pb2_grpc.DatasetServiceServicer):
     async def ListDatasets(
         self, request: master_pb2.ListDatasetsRequest, context: grpc.aio.ServicerContext
     ) -> master_pb2.ListDatasetsResponse:
-        records = self._registry.datasets(request.namespace)
+        namespace = access.visible_namespace(request.namespace)
+        records = [] if namespace is None else self._registry.datasets(namespace)
         return master_pb2.ListDatasetsResponse(datasets=[dataset_proto(r) for r in records])
 
     async def DeleteDataset(
         self, request: master_pb2.DeleteDatasetRequest, context: grpc.aio.ServicerContext
     ) -> master_pb2.DeleteDatasetResponse:
         namespace, name = _ref(request.ref)
+        access.check_visible(namespace, name)
+        access.check_writable(namespace)
         async with self._lock:
             try:
                 old = await asyncio.to_thread(self._registry.delete, namespace, name)
