@@ -22,8 +22,8 @@ from cachecluster.common.error_map import to_exit_code
 from cachecluster.common.errors import Unavailable
 from cachecluster.common.units import format_size, parse_size
 from cachecluster.local.cluster import STOP_TIMEOUT_S, LocalCluster, stop_recorded_cluster
+from cachecluster.local.cluster_calls import cluster_status
 from cachecluster.local.layout import ClusterLayout, load_runtime_file, read_cluster_record
-from cachecluster.local.status import cluster_status
 from cachecluster.worker.tiers import Medium, TierConfig, parse_tier_flag
 
 DEFAULT_WORKERS = 2
