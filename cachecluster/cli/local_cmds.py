@@ -184,14 +184,14 @@ def _print_status(status: dict[str, Any]) -> None:
     if master.get("error"):
         console.print(f"  {master['error']}", style="red", highlight=False)
     media = [m for m in Medium if any(_usage(w["tiers"], m) for w in status["workers"])]
-    table = Table()
-    table.add_column("worker")
-    table.add_column("state")
+    table = Table(caption="tiers: used/capacity" if media else None)
+    table.add_column("worker", no_wrap=True)
+    table.add_column("state", no_wrap=True)
     table.add_column("address", no_wrap=True)
-    table.add_column("pid", justify="right")
-    table.add_column("blocks", justify="right")
+    table.add_column("pid", justify="right", no_wrap=True)
+    table.add_column("blocks", justify="right", no_wrap=True)
     for medium in media:
-        table.add_column(f"{medium.value} used/cap", justify="right", no_wrap=True)
+        table.add_column(medium.value, justify="right", no_wrap=True)
     for worker in status["workers"]:
         pid = "" if worker.get("pid") is None else str(worker["pid"])
         if pid and worker.get("alive") is False:
