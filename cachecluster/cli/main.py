@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "worker_cmd",  # worker (foreground, as a pod runs it)
     "dataset_cmds",  # dataset add/ls/rm
     "read_cmds",  # ls, stat, cat, cp
+    "load_cmds",  # load (DataLoad with progress)
     "demo",  # the main job
 )
 

@@ -35,6 +35,7 @@ from typing import Any
 import grpc
 
 from cachecluster.common.errors import NotFound
+from cachecluster.common.grpc_auth import auth_interceptors, system_token_source
 from cachecluster.common.grpc_errors import one_line
 from cachecluster.common.ring import HashRing, RingWorker
 from cachecluster.master.config import MasterConfig
@@ -265,7 +266,12 @@ class LoadRun:
     def _stub(self, worker_id: str) -> worker_pb2_grpc.WorkerServiceStub:
         channel = self._channels.get(worker_id)
         if channel is None:
-            channel = grpc.aio.insecure_channel(self._addresses[worker_id])
+            # With a cluster secret, workers want a system token on every call.
+            secret = getattr(self.config, "cluster_secret", None)
+            channel = grpc.aio.insecure_channel(
+                self._addresses[worker_id],
+                interceptors=auth_interceptors(system_token_source(secret)),
+            )
             self._channels[worker_id] = channel
         return worker_pb2_grpc.WorkerServiceStub(channel)
 

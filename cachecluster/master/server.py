@@ -35,21 +35,37 @@ from cachecluster.common.errors import Unavailable
 from cachecluster.master.auth_interceptor import AuthInterceptor
 from cachecluster.master.auth_service import AuthServicer
 from cachecluster.master.config import MasterConfig
+from cachecluster.master.dataload_runner import DataLoadController
+from cachecluster.master.dataloads import DataLoadRegistry
 from cachecluster.master.datasets import DatasetRegistry
 from cachecluster.master.membership import Membership
 from cachecluster.master.metadata import MetadataCache
 from cachecluster.master.metrics import MasterMetrics, RpcMetricsInterceptor
-from cachecluster.master.service import DatasetServicer, MasterServicer, MetadataServicer
-from cachecluster.protos import auth_pb2_grpc, master_pb2, master_pb2_grpc
+from cachecluster.master.service import (
+    DataLoadServicer,
+    DatasetServicer,
+    MasterServicer,
+    MetadataServicer,
+)
+from cachecluster.protos import (
+    auth_pb2_grpc,
+    dataload_pb2,
+    dataload_pb2_grpc,
+    master_pb2,
+    master_pb2_grpc,
+)
 
 log = logging.getLogger(__name__)
 
 STOP_GRACE_S = 2.0
 """Seconds calls in flight get to finish after SIGTERM."""
 
-SERVICE_NAMES = tuple(
-    master_pb2.DESCRIPTOR.services_by_name[name].full_name
-    for name in ("MasterService", "MetadataService", "DatasetService")
+SERVICE_NAMES = (
+    *(
+        master_pb2.DESCRIPTOR.services_by_name[name].full_name
+        for name in ("MasterService", "MetadataService", "DatasetService")
+    ),
+    dataload_pb2.DESCRIPTOR.services_by_name["DataLoadService"].full_name,
 )
 """Fully qualified names of the master's services, as the health service knows them."""
 
@@ -79,6 +95,12 @@ class MasterServer:
             missed_heartbeats=config.missed_heartbeats,
         )
         self.metadata = MetadataCache(self.datasets, sync_interval=config.metadata_sync_interval)
+        self.dataloads = DataLoadController(
+            DataLoadRegistry(config.home),
+            metadata=self.metadata,
+            membership=self.membership,
+            config=config,
+        )
         self.registry = CollectorRegistry()
         self.metrics = MasterMetrics(self.registry, self.membership, self.datasets, self.metadata)
         self.health = health.aio.HealthServicer()
@@ -116,6 +138,9 @@ class MasterServer:
         )
         master_pb2_grpc.add_DatasetServiceServicer_to_server(
             DatasetServicer(self.datasets, self.metadata), server
+        )
+        dataload_pb2_grpc.add_DataLoadServiceServicer_to_server(
+            DataLoadServicer(self.dataloads), server
         )
         auth_pb2_grpc.add_AuthServiceServicer_to_server(
             AuthServicer(self.datasets, config.cluster_secret), server
@@ -165,6 +190,9 @@ class MasterServer:
             self.metrics_port,
             config.home,
         )
+        resumed = await self.dataloads.start()
+        if resumed:
+            log.info("loaded %d dataload(s) from %s", resumed, self.dataloads.registry.path)
 
     async def stop(self, grace: float = STOP_GRACE_S) -> None:
         """Stop serving, close everything, remove the endpoint file. Safe to call twice."""
@@ -179,6 +207,7 @@ class MasterServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._liveness
             self._liveness = None
+        await self.dataloads.close()
         await self.metadata.close()
         if self._http is not None:
             http_server, thread = self._http

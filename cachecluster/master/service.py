@@ -6,6 +6,7 @@ so our errors become status codes in one place; methods raise, never abort.
 * :class:`MasterServicer`: RegisterWorker, ReportBlocks, Heartbeat, GetRing, ListWorkers;
 * :class:`MetadataServicer`: GetStatus, ListStatus, GetMount;
 * :class:`DatasetServicer`: Apply/Get/List/DeleteDataset.
+* :class:`DataLoadServicer`: Apply/Get/List/DeleteDataLoad.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ from cachecluster.common.grpc_errors import grpc_servicer
 from cachecluster.common.ring import RING_SCHEME
 from cachecluster.master import access
 from cachecluster.master.config import MasterConfig
+from cachecluster.master.dataload_runner import DataLoadController
+from cachecluster.master.dataloads import dataload_proto, parse_dataload_spec
 from cachecluster.master.datasets import DatasetRecord, DatasetRegistry, MountInfo
 from cachecluster.master.membership import BlockReport, Membership, WorkerRecord, WorkerState
 from cachecluster.master.metadata import EntryStatus, MetadataCache
-from cachecluster.protos import master_pb2, master_pb2_grpc
+from cachecluster.protos import dataload_pb2, dataload_pb2_grpc, master_pb2, master_pb2_grpc
 
 STATE_TO_PROTO: dict[WorkerState, int] = {
     WorkerState.ACTIVE: master_pb2.WORKER_STATE_ACTIVE,
@@ -286,3 +289,55 @@ class DatasetServicer(master_pb2_grpc.DatasetServiceServicer):
             finally:
                 await self._metadata.sync_mounts()
         return master_pb2.DeleteDatasetResponse(deleted=old is not None)
+
+
+@grpc_servicer
+class DataLoadServicer(dataload_pb2_grpc.DataLoadServiceServicer):
+    """DataLoads: specs as JSON (Fluid names), run by the :class:`DataLoadController`."""
+
+    def __init__(self, controller: DataLoadController) -> None:
+        self._controller = controller
+        self._lock = asyncio.Lock()
+
+    async def ApplyDataLoad(
+        self, request: dataload_pb2.ApplyDataLoadRequest, context: grpc.aio.ServicerContext
+    ) -> dataload_pb2.ApplyDataLoadResponse:
+        namespace, name = _ref(request.ref)
+        try:
+            spec: Any = json.loads(request.spec_json or b"{}")
+        except ValueError as exc:
+            raise InvalidArgument(
+                f"dataload {namespace}/{name}: spec_json is not JSON: {exc}"
+            ) from None
+        access.check_writable(namespace)
+        parsed = parse_dataload_spec(namespace, name, spec)
+        access.check_visible(parsed.dataset_namespace, parsed.dataset_name)
+        access.check_writable(parsed.dataset_namespace)
+        async with self._lock:
+            record, created = await self._controller.apply(namespace, name, spec)
+        return dataload_pb2.ApplyDataLoadResponse(dataload=dataload_proto(record), created=created)
+
+    async def GetDataLoad(
+        self, request: dataload_pb2.GetDataLoadRequest, context: grpc.aio.ServicerContext
+    ) -> dataload_pb2.GetDataLoadResponse:
+        namespace, name = _ref(request.ref)
+        access.check_visible(namespace, name)
+        record = self._controller.registry.get(namespace, name)
+        return dataload_pb2.GetDataLoadResponse(dataload=dataload_proto(record))
+
+    async def ListDataLoads(
+        self, request: dataload_pb2.ListDataLoadsRequest, context: grpc.aio.ServicerContext
+    ) -> dataload_pb2.ListDataLoadsResponse:
+        namespace = access.visible_namespace(request.namespace)
+        records = [] if namespace is None else self._controller.registry.records(namespace)
+        return dataload_pb2.ListDataLoadsResponse(dataloads=[dataload_proto(r) for r in records])
+
+    async def DeleteDataLoad(
+        self, request: dataload_pb2.DeleteDataLoadRequest, context: grpc.aio.ServicerContext
+    ) -> dataload_pb2.DeleteDataLoadResponse:
+        namespace, name = _ref(request.ref)
+        access.check_visible(namespace, name)
+        access.check_writable(namespace)
+        async with self._lock:
+            deleted = await self._controller.delete(namespace, name)
+        return dataload_pb2.DeleteDataLoadResponse(deleted=deleted)
