@@ -407,9 +407,7 @@ def _check_layout(where: str, mounts: tuple[Mount, ...]) -> None:
         names[name] = i
         path = mount.effective_path(i, single)
         if path == "" and not single:
-            raise ConfigError(
-                f"{field}.path", "'/' is the dataset root and must then be the only mount"
-            )
+            raise ConfigError(f"{field}.path", "'/' is the dataset root: it must be the only mount")
         for other, j in paths:
             if path == other:
                 raise ConfigError(f"{field}.path", f"/{path} is also the path of spec.mounts[{j}]")

@@ -24,11 +24,13 @@ from typing import Any
 
 import grpc
 
-from cachecluster.common.errors import InvalidPath, Unavailable
+from cachecluster.common.auth import ADMIN_NAMESPACE, SECRET_FILE, issue_token, load_secret
+from cachecluster.common.errors import ConfigError, InvalidPath, Unavailable
+from cachecluster.common.grpc_auth import auth_interceptors
 from cachecluster.common.grpc_errors import rpc_errors
 from cachecluster.common.paths import normalize_path
 from cachecluster.common.ring import DEFAULT_VNODES, RING_SCHEME, RingSnapshot, RingWorker
-from cachecluster.protos import master_pb2, master_pb2_grpc
+from cachecluster.protos import auth_pb2, auth_pb2_grpc, master_pb2, master_pb2_grpc
 
 DEFAULT_RPC_TIMEOUT = 10.0
 """Seconds a control-plane call may take before it counts as ``Unavailable``."""
@@ -231,22 +233,34 @@ class MasterApi:
     """Typed calls to one master over a ``grpc.aio`` channel.
 
     The channel opens on first use, on the running event loop; use one
-    ``MasterApi`` from one loop. :meth:`close` closes it.
+    ``MasterApi`` from one loop. :meth:`close` closes it. ``token`` (a namespace
+    token, see :func:`resolve_token`) goes with every call as
+    ``authorization: Bearer``; ``None`` sends none (an open cluster).
     """
 
-    def __init__(self, address: str, *, timeout: float = DEFAULT_RPC_TIMEOUT) -> None:
+    def __init__(
+        self, address: str, *, timeout: float = DEFAULT_RPC_TIMEOUT, token: str | None = None
+    ) -> None:
         if not address or ":" not in address:
             raise InvalidPath(f"master address {address!r}: expected host:port")
         self.address = address
         self.timeout = timeout
+        self.token = token
         self._channel: grpc.aio.Channel | None = None
         self._master: master_pb2_grpc.MasterServiceStub | None = None
         self._metadata: master_pb2_grpc.MetadataServiceStub | None = None
         self._datasets: master_pb2_grpc.DatasetServiceStub | None = None
+        self._auth: auth_pb2_grpc.AuthServiceStub | None = None
 
     def _open(self) -> grpc.aio.Channel:
         if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(self.address, options=_CHANNEL_OPTIONS)
+            token = self.token
+            self._channel = grpc.aio.insecure_channel(
+                self.address,
+                options=_CHANNEL_OPTIONS,
+                interceptors=auth_interceptors(lambda: token) if token else None,
+            )
+            self._auth = auth_pb2_grpc.AuthServiceStub(self._channel)
             self._master = master_pb2_grpc.MasterServiceStub(self._channel)
             self._metadata = master_pb2_grpc.MetadataServiceStub(self._channel)
             self._datasets = master_pb2_grpc.DatasetServiceStub(self._channel)
@@ -327,6 +341,22 @@ class MasterApi:
         mount = response.mount
         return MountInfo(mount.mount_id or mount_id, mount.uri, dict(mount.options))
 
+    async def issue_capability(self, path: DatasetPath) -> tuple[bytes | None, float]:
+        """A read capability for ``path``'s dataset and its expiry (unix seconds).
+
+        ``(None, 0.0)`` when the cluster runs open; ``NotFound`` for a dataset
+        this client's namespace cannot see.
+        """
+        self._open()
+        assert self._auth is not None
+        with self._errors():
+            response = await self._auth.IssueCapability(
+                auth_pb2.IssueCapabilityRequest(dataset=_ref(path)), timeout=self.timeout
+            )
+        if not response.required:
+            return None, 0.0
+        return bytes(response.capability), response.expires_at_ms / 1000.0
+
     async def list_datasets(self, namespace: str = "") -> list[tuple[str, str]]:
         """``(namespace, name)`` of every dataset (of one namespace when given), sorted."""
         with self._errors():
@@ -346,6 +376,29 @@ def _ref(path: DatasetPath) -> master_pb2.DatasetRef:
     if not path.is_dataset_level:
         raise InvalidPath(f"path {str(path)!r}: expected NAMESPACE/DATASET[/path]")
     return master_pb2.DatasetRef(namespace=path.namespace, name=path.dataset)
+
+
+def resolve_token(token: str | None = None, home: str | Path | None = None) -> str | None:
+    """The token a client sends: ``token``, else ``$CACHECLUSTER_TOKEN``, else the local admin's.
+
+    Whoever can read the local cluster's secret (``<home>/cluster-secret``,
+    home as in :func:`resolve_master_address`) is its admin and gets an admin
+    token made from it. ``None`` when there is none of these (an open cluster).
+    """
+    if token:
+        return token
+    env = os.environ.get("CACHECLUSTER_TOKEN")
+    if env:
+        return env.strip()
+    if home is None:
+        home = os.environ.get("CACHECLUSTER_HOME") or Path.home() / ".cachecluster"
+    secret_file = Path(home).expanduser() / SECRET_FILE
+    if not os.access(secret_file, os.R_OK):
+        return None
+    try:
+        return issue_token(load_secret(secret_file), ADMIN_NAMESPACE, 3600.0)
+    except ConfigError:
+        return None
 
 
 def resolve_master_address(master: str | None = None, home: str | Path | None = None) -> str:

@@ -1,9 +1,14 @@
 """The dataset registry of the master: specs, their mounts, and where they are kept.
 
-A dataset is a Fluid ``Dataset`` ``spec`` (its ``mounts`` for now)::
+A dataset is a Fluid ``Dataset`` ``spec`` (validated by
+:class:`cachecluster.api.DatasetSpec`)::
 
     {"mounts": [{"mountPoint": "s3://bucket/dir", "name": "m0", "path": "/",
-                 "options": {"fs.s3.endpoint": "http://..."}}]}
+                 "options": {"fs.s3.endpoint": "http://..."},
+                 "encryptOptions": [{"name": "fs.s3.accessKeySecret", "valueFrom":
+                     {"secretKeyRef": {"name": "creds", "key": "secret"}}}]}],
+     "sharedOptions": {...}, "sharedEncryptOptions": [...],
+     "accessModes": ["ReadOnlyMany"], "runtimes": [{"name": "r", "namespace": "ns"}]}
 
 Each mount gets a stable ``mount_id``: the first 16 hex chars of blake2b over
 ``namespace \\0 dataset \\0 mount name \\0 mountPoint``. Block ids include it,
@@ -14,8 +19,20 @@ Inside a dataset, a mount with path ``/`` (or the only mount, when it has no
 path) is the dataset root and must then be the only mount; every other mount
 appears at ``/<path>`` (default ``/<name>``). Mount paths may not nest.
 
-Specs persist in ``<home>/datasets.json`` (mode 0600: options may hold
-credentials), written atomically after each change and read back at start.
+A mount's options are ``sharedOptions``, its ``options``, and its
+``sharedEncryptOptions``/``encryptOptions`` resolved from the master's
+:class:`~cachecluster.master.secrets.SecretStore` (the dataset's namespace).
+Resolved options live in :class:`MountInfo` only (master backends and
+``GetMount`` for workers); the spec keeps references, and
+:meth:`DatasetRecord.public_spec` masks option keys that look like credentials.
+
+A reference dataset (one ``dataset://<ns>/<name>[/subpath]`` mount) has no
+mounts of its own; ``DatasetRecord.reference`` says what it points at (its
+rules live in :mod:`cachecluster.master.references`). ``DatasetRecord.runtime``
+is the runtime it binds to (:func:`cachecluster.master.runtimes.binding_of`).
+
+Specs persist in ``<home>/datasets.json`` (mode 0600), written atomically
+after each change and read back at start.
 """
 
 from __future__ import annotations
@@ -31,9 +48,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from cachecluster.api.models import DatasetSpec, mask_options
 from cachecluster.common.errors import ConfigError, InvalidArgument, NotFound
-from cachecluster.common.paths import normalize_path
-from cachecluster.ufs.registry import split_uri
+from cachecluster.master.runtimes import DEFAULT_RUNTIME, RuntimeRegistry, binding_of
+from cachecluster.master.secrets import SecretStore
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +60,6 @@ FILE_FORMAT_VERSION = 1
 
 _NAMESPACE_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
-_MOUNT_NAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$")
-_KNOWN_MOUNT_FIELDS = frozenset({"mountPoint", "name", "path", "options", "encryptOptions"})
 
 
 def check_ref(namespace: str, name: str) -> None:
@@ -91,11 +107,32 @@ class DatasetRecord:
     mounts: tuple[MountInfo, ...]
     generation: int
     created_ms: int
+    reference: tuple[str, str, str] | None = None
+    """``(namespace, name, subpath)`` of the source, for a reference dataset."""
+    runtime: tuple[str, str] = DEFAULT_RUNTIME
+    """The runtime ``(namespace, name)`` serving it; ``("", "")``: the running cluster."""
+    access_modes: tuple[str, ...] = ("ReadOnlyMany",)
 
     @property
     def ref(self) -> str:
         """``namespace/name``."""
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def runtime_ref(self) -> str:
+        """``namespace/name`` of the bound runtime, or ``default`` (the running cluster)."""
+        return "/".join(self.runtime) if self.runtime != DEFAULT_RUNTIME else "default"
+
+    def public_spec(self) -> dict[str, Any]:
+        """The spec as clients may see it: encrypt options stay references (no values) and
+        ``options``/``sharedOptions`` keys that look like credentials are masked."""
+        spec: dict[str, Any] = json.loads(json.dumps(self.spec))
+        if isinstance(spec.get("sharedOptions"), dict):
+            spec["sharedOptions"] = mask_options(spec["sharedOptions"])
+        for mount in spec.get("mounts") or []:
+            if isinstance(mount, dict) and isinstance(mount.get("options"), dict):
+                mount["options"] = mask_options(mount["options"])
+        return spec
 
     def status(self) -> dict[str, Any]:
         """The status document (JSON-compatible) reported with the dataset."""
@@ -112,105 +149,70 @@ class DatasetRecord:
         }
 
 
-def _default_mount_name(mount_point: str, index: int) -> str:
-    """The last path element of the mount point (Fluid's default), else ``m<index>``."""
-    tail = mount_point.partition("://")[2].rstrip("/").rsplit("/", 1)[-1]
-    return tail if _MOUNT_NAME_RE.match(tail) else f"m{index}"
+def parse_mounts(
+    namespace: str, name: str, spec: Any, secrets: SecretStore | None = None
+) -> tuple[MountInfo, ...]:
+    """Validate a dataset ``spec`` and derive its mounts; one clear error for each mistake.
+
+    Each mount's options are ``sharedOptions``, then its own ``options``, then
+    its ``sharedEncryptOptions`` and ``encryptOptions`` resolved from
+    ``secrets`` (of the dataset's namespace). A reference dataset has no mounts.
+    """
+    return _derive(namespace, name, _parse_spec(namespace, name, spec), secrets or SecretStore())
 
 
-def _parse_options(where: str, raw: Any) -> dict[str, str]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise InvalidArgument(f"{where}.options: expected a map of strings")
-    options: dict[str, str] = {}
-    for key, value in raw.items():
-        if not isinstance(value, str):
-            raise InvalidArgument(
-                f"{where}.options.{key}: expected a string, got {type(value).__name__} "
-                "(quote numbers and booleans)"
-            )
-        options[str(key)] = value
-    return options
-
-
-def parse_mounts(namespace: str, name: str, spec: Any) -> tuple[MountInfo, ...]:
-    """Validate a dataset ``spec`` and derive its mounts; one clear error for each mistake."""
+def _parse_spec(namespace: str, name: str, spec: Any) -> DatasetSpec:
     if not isinstance(spec, dict):
         raise InvalidArgument(f"dataset {namespace}/{name}: the spec must be a JSON object")
-    raw_mounts = spec.get("mounts")
-    if not isinstance(raw_mounts, list) or not raw_mounts:
-        raise InvalidArgument(f"dataset {namespace}/{name}: spec.mounts must be a non-empty list")
+    return DatasetSpec.from_dict(spec, f"dataset {namespace}/{name}")
+
+
+def _derive(
+    namespace: str, name: str, parsed: DatasetSpec, secrets: SecretStore
+) -> tuple[MountInfo, ...]:
+    if parsed.reference is not None:
+        return ()
+    where = f"dataset {namespace}/{name}"
+    shared_secret = {
+        item.name: secrets.value(
+            namespace,
+            item.secret_name,
+            item.secret_key,
+            f"{where}: spec.sharedEncryptOptions[{i}].valueFrom.secretKeyRef",
+        )
+        for i, item in enumerate(parsed.shared_encrypt_options)
+    }
+    single = len(parsed.mounts) == 1
     mounts: list[MountInfo] = []
-    for index, raw in enumerate(raw_mounts):
-        where = f"dataset {namespace}/{name}: spec.mounts[{index}]"
-        if not isinstance(raw, dict):
-            raise InvalidArgument(f"{where}: expected an object")
-        unknown = sorted(set(raw) - _KNOWN_MOUNT_FIELDS)
-        if unknown:
-            raise InvalidArgument(f"{where}: unknown field(s) {', '.join(unknown)}")
-        if raw.get("encryptOptions"):
-            raise InvalidArgument(f"{where}.encryptOptions: not supported yet (use options)")
-        mount_point = raw.get("mountPoint")
-        if not isinstance(mount_point, str) or not mount_point:
-            raise InvalidArgument(f"{where}.mountPoint: required, e.g. s3://bucket/dir")
-        try:
-            split_uri(mount_point)  # an unknown scheme or a malformed URI: one clear error
-        except InvalidArgument as exc:
-            raise type(exc)(f"{where}.mountPoint: {exc}") from None
-        mount_name = raw.get("name") or _default_mount_name(mount_point, index)
-        if not isinstance(mount_name, str) or not _MOUNT_NAME_RE.match(mount_name):
-            raise InvalidArgument(
-                f"{where}.name: {mount_name!r} must be letters, digits, '.', '_', '-'"
+    for index, mount in enumerate(parsed.mounts):
+        options = {**parsed.shared_options, **mount.options, **shared_secret}
+        for i, item in enumerate(mount.encrypt_options):
+            options[item.name] = secrets.value(
+                namespace,
+                item.secret_name,
+                item.secret_key,
+                f"{where}: spec.mounts[{index}].encryptOptions[{i}].valueFrom.secretKeyRef",
             )
-        raw_path = raw.get("path")
-        if raw_path is not None and not isinstance(raw_path, str):
-            raise InvalidArgument(f"{where}.path: expected a string such as '/' or '/train'")
-        if raw_path is None:
-            raw_path = "/" if len(raw_mounts) == 1 else mount_name
-        try:
-            path = normalize_path(raw_path)
-        except InvalidArgument as exc:
-            raise type(exc)(f"{where}.path: {exc}") from None
-        options = _parse_options(where, raw.get("options"))
+        mount_name = mount.effective_name(index)
         mounts.append(
             MountInfo(
-                mount_id=mount_id_of(namespace, name, mount_name, mount_point),
+                mount_id=mount_id_of(namespace, name, mount_name, mount.mount_point),
                 namespace=namespace,
                 dataset=name,
                 name=mount_name,
-                uri=mount_point,
-                path=path,
+                uri=mount.mount_point,
+                path=mount.effective_path(index, single),
                 options=options,
             )
         )
-    _check_mount_layout(f"dataset {namespace}/{name}", mounts)
     return tuple(mounts)
 
 
-def _check_mount_layout(where: str, mounts: list[MountInfo]) -> None:
-    names: set[str] = set()
-    for mount in mounts:
-        if mount.name in names:
-            raise InvalidArgument(f"{where}: two mounts are named {mount.name!r}")
-        names.add(mount.name)
-    if len(mounts) > 1 and any(mount.path == "" for mount in mounts):
-        raise InvalidArgument(
-            f"{where}: a mount at path '/' is the dataset root and must be the only mount"
-        )
-    for outer in mounts:
-        for inner in mounts:
-            if inner is outer:
-                continue
-            if inner.path == outer.path:
-                raise InvalidArgument(
-                    f"{where}: mounts {outer.name!r} and {inner.name!r} share path /{inner.path}"
-                )
-            if inner.path.startswith(outer.path + "/"):
-                raise InvalidArgument(
-                    f"{where}: mount {inner.name!r} at /{inner.path} is inside "
-                    f"mount {outer.name!r} at /{outer.path}"
-                )
+class _NoSecrets(SecretStore):
+    """Resolves every encrypt option to nothing (a dataset whose secret is gone)."""
+
+    def value(self, namespace: str, name: str, key: str, field: str = "") -> str:
+        return ""
 
 
 class DatasetRegistry:
@@ -220,8 +222,16 @@ class DatasetRegistry:
     file block briefly: call them from a thread when on an event loop.
     """
 
-    def __init__(self, home: Path | None = None) -> None:
+    def __init__(
+        self,
+        home: Path | None = None,
+        *,
+        secrets: SecretStore | None = None,
+        runtimes: RuntimeRegistry | None = None,
+    ) -> None:
         self.home = home
+        self.secrets = secrets if secrets is not None else SecretStore()
+        self.runtimes = runtimes if runtimes is not None else RuntimeRegistry()
         self._datasets: dict[tuple[str, str], DatasetRecord] = {}
         self._mounts: dict[str, MountInfo] = {}
 
@@ -261,9 +271,38 @@ class DatasetRegistry:
     # -- changes ---------------------------------------------------------------
 
     def validate(self, namespace: str, name: str, spec: Any) -> tuple[MountInfo, ...]:
-        """Check ``spec`` for ``namespace/name`` without applying it; return its mounts."""
+        """Check ``spec`` for ``namespace/name`` without applying it; return its mounts.
+
+        Secrets must exist with the keys the spec names; the rules between
+        datasets (references) are :mod:`cachecluster.master.references`'.
+        """
         check_ref(namespace, name)
-        return parse_mounts(namespace, name, spec)
+        return parse_mounts(namespace, name, spec, self.secrets)
+
+    def _record(
+        self,
+        namespace: str,
+        name: str,
+        spec: Any,
+        generation: int,
+        created_ms: int,
+        mounts: tuple[MountInfo, ...] | None = None,
+    ) -> DatasetRecord:
+        parsed = _parse_spec(namespace, name, spec)
+        if mounts is None:
+            mounts = _derive(namespace, name, parsed, self.secrets)
+        source = parsed.reference
+        return DatasetRecord(
+            namespace=namespace,
+            name=name,
+            spec=spec,
+            mounts=mounts,
+            generation=generation,
+            created_ms=created_ms,
+            reference=None if source is None else (source.namespace, source.name, source.subpath),
+            runtime=binding_of(namespace, name, parsed, self.runtimes.keys()),
+            access_modes=parsed.access_modes,
+        )
 
     def apply(self, namespace: str, name: str, spec: Any) -> tuple[DatasetRecord, bool]:
         """Create or update a dataset; return it and whether it was created.
@@ -273,27 +312,55 @@ class DatasetRegistry:
         """
         mounts = self.validate(namespace, name, spec)
         old = self._datasets.get((namespace, name))
-        if old is not None and old.spec == spec:
+        if old is not None and old.spec == spec and old.mounts == mounts:
             return old, False
-        record = DatasetRecord(
-            namespace=namespace,
-            name=name,
-            spec=json.loads(json.dumps(spec)),  # a private deep copy
-            mounts=mounts,
-            generation=1 if old is None else old.generation + 1,
+        record = self._record(
+            namespace,
+            name,
+            json.loads(json.dumps(spec)),  # a private deep copy
+            generation=1 if old is None else old.generation + (old.spec != spec),
             created_ms=int(time.time() * 1000) if old is None else old.created_ms,
+            mounts=mounts,
         )
         datasets = dict(self._datasets)
         datasets[(namespace, name)] = record
         self._save(datasets)
         self._install(datasets)
         log.info(
-            "dataset %s %s (generation %d)",
+            "dataset %s %s (generation %d, runtime %s)",
             record.ref,
             "created" if old is None else "updated",
             record.generation,
+            record.runtime_ref,
         )
         return record, old is None
+
+    def secret_users(self, namespace: str, name: str) -> list[str]:
+        """``ns/name`` of the datasets whose encrypt options read secret ``namespace/name``."""
+        users = []
+        for record in self.datasets(namespace):
+            parsed = _parse_spec(record.namespace, record.name, record.spec)
+            if any(secret == name for _, secret, _key in parsed.secret_refs()):
+                users.append(record.ref)
+        return users
+
+    def refresh(self) -> list[str]:
+        """Resolve every dataset's secrets and runtime binding again (after a secret or a
+        runtime changed); return the datasets whose secrets no longer resolve (kept as they were).
+        """
+        failed: list[str] = []
+        datasets: dict[tuple[str, str], DatasetRecord] = {}
+        for key, record in self._datasets.items():
+            try:
+                datasets[key] = self._record(
+                    record.namespace, record.name, record.spec, record.generation, record.created_ms
+                )
+            except InvalidArgument as exc:
+                log.warning("dataset %s: %s", record.ref, exc)
+                failed.append(record.ref)
+                datasets[key] = record
+        self._install(datasets)
+        return failed
 
     def delete(self, namespace: str, name: str) -> DatasetRecord | None:
         """Remove a dataset; return it, or ``None`` when there was none."""
@@ -369,15 +436,20 @@ class DatasetRegistry:
             try:
                 namespace, name = str(entry["namespace"]), str(entry["name"])
                 spec = entry["spec"]
-                mounts = self.validate(namespace, name, spec)
-                datasets[(namespace, name)] = DatasetRecord(
-                    namespace=namespace,
-                    name=name,
-                    spec=spec,
-                    mounts=mounts,
-                    generation=int(entry.get("generation", 1)),
-                    created_ms=int(entry.get("created_ms", 0)),
-                )
+                check_ref(namespace, name)
+                generation = int(entry.get("generation", 1))
+                created_ms = int(entry.get("created_ms", 0))
+                try:
+                    record = self._record(namespace, name, spec, generation, created_ms)
+                except ConfigError as exc:
+                    if "secret" not in exc.reason:
+                        raise
+                    # A secret went missing: serve the dataset without it, say so.
+                    log.warning("%s: %s", where, exc)
+                    parsed = _parse_spec(namespace, name, spec)
+                    mounts = _derive(namespace, name, parsed, _NoSecrets())
+                    record = self._record(namespace, name, spec, generation, created_ms, mounts)
+                datasets[(namespace, name)] = record
             except (KeyError, TypeError, ValueError) as exc:
                 raise ConfigError(where, f"bad dataset entry {entry!r}: {exc}") from exc
         self._install(datasets)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from cachecluster.common.errors import ConfigError, InvalidArgument, NotFound, UnknownScheme
+from cachecluster.common.errors import ConfigError, InvalidArgument, NotFound
 from cachecluster.master.datasets import DATASETS_FILE, DatasetRegistry, mount_id_of
 
 
@@ -75,14 +75,14 @@ def test_get_list_delete() -> None:
     ("spec", "message"),
     [
         ([], "must be a JSON object"),
-        ({}, "spec.mounts must be a non-empty list"),
+        ({}, "spec.mounts: must be a non-empty list"),
         ({"mounts": []}, "non-empty list"),
-        ({"mounts": ["s3://b"]}, r"mounts\[0\]: expected an object"),
-        ({"mounts": [{"name": "x"}]}, r"mountPoint: required"),
+        ({"mounts": ["s3://b"]}, r"mounts\[0\]: expected a mapping"),
+        ({"mounts": [{"name": "x"}]}, r"mountPoint: is required"),
         ({"mounts": [{"mountPoint": "s3://b", "bogus": 1}]}, "unknown field"),
         ({"mounts": [{"mountPoint": "s3://"}]}, "expected 's3://bucket"),
         ({"mounts": [{"mountPoint": "local://rel/dir"}]}, "must be absolute"),
-        ({"mounts": [{"mountPoint": "s3://b", "path": "/../x"}]}, "escapes the root"),
+        ({"mounts": [{"mountPoint": "s3://b", "path": "/../x"}]}, "may not contain '..'"),
         ({"mounts": [{"mountPoint": "s3://b", "options": {"k": 1}}]}, "expected a string"),
         ({"mounts": [{"mountPoint": "s3://b", "name": "a/b"}]}, r"\.name"),
         (
@@ -92,7 +92,7 @@ def test_get_list_delete() -> None:
                     {"mountPoint": "s3://c", "name": "x"},
                 ]
             },
-            "two mounts are named 'x'",
+            r"mounts\[1\].name: 'x' is already the name of spec.mounts\[0\]",
         ),
         (
             {"mounts": [{"mountPoint": "s3://b", "path": "/"}, {"mountPoint": "s3://c"}]},
@@ -105,7 +105,7 @@ def test_get_list_delete() -> None:
                     {"mountPoint": "s3://c", "name": "b", "path": "/x"},
                 ]
             },
-            "share path /x",
+            r"mounts\[1\].path: /x is also the path of spec.mounts\[0\]",
         ),
         (
             {
@@ -115,11 +115,24 @@ def test_get_list_delete() -> None:
                     {"mountPoint": "s3://c", "name": "c", "path": "/x/y"},
                 ]
             },
-            "is inside mount 'a'",
+            r"mounts\[2\].path: /x/y and spec.mounts\[0\] at /x are nested",
         ),
         (
             {"mounts": [{"mountPoint": "s3://b", "encryptOptions": [{"name": "k"}]}]},
-            "not supported yet",
+            r"encryptOptions\[0\].valueFrom.secretKeyRef: is required",
+        ),
+        (
+            {
+                "mounts": [
+                    {
+                        "mountPoint": "s3://b",
+                        "encryptOptions": [
+                            {"name": "k", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}
+                        ],
+                    }
+                ]
+            },
+            r"secretKeyRef: secret ns/s does not exist",
         ),
     ],
 )
@@ -131,7 +144,7 @@ def test_invalid_specs_are_one_clear_error(spec: Any, message: str) -> None:
 
 
 def test_unknown_scheme_names_the_scheme_and_the_supported_ones() -> None:
-    with pytest.raises(UnknownScheme, match=r"unknown UFS scheme 'gs'.*supported: .*s3"):
+    with pytest.raises(ConfigError, match=r"unknown UFS scheme 'gs'.*supported: .*s3"):
         DatasetRegistry().apply("ns", "ds", one_mount("gs://bucket"))
 
 
