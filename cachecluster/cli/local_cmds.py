@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -166,10 +167,20 @@ def run_down(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ status
 
 
+def _short_size(n: int) -> str:
+    """``0``, ``512Ki``, ``1.5Gi``: sizes for narrow table cells."""
+    value = float(n)
+    for unit in ("", "Ki", "Mi", "Gi", "Ti"):
+        if value < 1024 or unit == "Ti":
+            return f"{value:.3g}{unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
 def _usage(tiers: list[dict[str, Any]], medium: Medium) -> str:
     for tier in tiers:
         if tier["medium"] == medium.value:
-            return f"{format_size(tier['used'])}/{format_size(tier['capacity'])}"
+            return f"{_short_size(tier['used'])}/{_short_size(tier['capacity'])}"
     return ""
 
 
@@ -184,7 +195,7 @@ def _print_status(status: dict[str, Any]) -> None:
     if master.get("error"):
         console.print(f"  {master['error']}", style="red", highlight=False)
     media = [m for m in Medium if any(_usage(w["tiers"], m) for w in status["workers"])]
-    table = Table(caption="tiers: used/capacity" if media else None)
+    table = Table(box=box.SIMPLE_HEAD, caption="tiers: used/capacity in bytes" if media else None)
     table.add_column("worker", no_wrap=True)
     table.add_column("state", no_wrap=True)
     table.add_column("address", no_wrap=True)
