@@ -157,6 +157,9 @@ class AsyncClient:
     ``readahead_blocks`` whole blocks stay in flight ahead of a sequential
     reader; ``metadata_ttl`` is how long a stat or listing is reused;
     ``prefer_unix`` reads from same-host workers over their Unix socket.
+    ``token`` is the namespace token (default ``$CACHECLUSTER_TOKEN``, else the
+    local cluster admin's, see :func:`resolve_token`); with one, reads carry
+    the master's read capabilities and never go to the UFS directly.
     """
 
     def __init__(
@@ -172,14 +175,18 @@ class AsyncClient:
         connections_per_worker: int = 2,
         prefer_unix: bool = True,
         rpc_timeout: float = DEFAULT_RPC_TIMEOUT,
+        token: str | None = None,
     ) -> None:
         if readahead_blocks < 0:
             raise InvalidArgument(f"readahead_blocks {readahead_blocks}: must be >= 0")
         self.master = resolve_master_address(master)
         self.readahead_blocks = readahead_blocks
-        self.api = MasterApi(self.master, timeout=rpc_timeout)
+        self.token = resolve_token(token)
+        self.api = MasterApi(self.master, timeout=rpc_timeout, token=self.token)
         self.view = ClusterView(
             self.api,
+            # No UFS credentials with a token: any live worker is the fallback.
+            extra_workers=ALL_WORKERS if self.token else DEFAULT_EXTRA_WORKERS,
             metadata_ttl=metadata_ttl,
             ring_refresh_interval=ring_refresh_interval,
             suspect_seconds=suspect_seconds,
@@ -193,6 +200,7 @@ class AsyncClient:
             self.pool,
             block_timeout=block_timeout,
             max_parallel_blocks=max_parallel_blocks,
+            capabilities=CapabilityCache(self.api) if self.token else None,
         )
         self.buffers = BufferPool()
         self._open_files: set[AsyncFile] = set()

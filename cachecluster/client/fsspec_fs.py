@@ -58,6 +58,7 @@ class CacheClusterFileSystem(AbstractFileSystem):  # type: ignore[misc]
         *,
         readahead_blocks: int | None = None,
         metadata_ttl: float | None = None,
+        token: str | None = None,
         **storage_options: Any,
     ) -> None:
         super().__init__(**storage_options)
@@ -67,6 +68,8 @@ class CacheClusterFileSystem(AbstractFileSystem):  # type: ignore[misc]
             options["readahead_blocks"] = readahead_blocks
         if metadata_ttl is not None:
             options["metadata_ttl"] = metadata_ttl
+        if token is not None:
+            options["token"] = token
         self._client_options = options
 
     @property

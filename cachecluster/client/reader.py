@@ -7,7 +7,10 @@ once, each received straight into its slice of the caller's buffer (a
 read draws on several workers in parallel.
 
 :class:`BlockFetcher` reads one block: from its owners in ring order, then
-from other workers, then from the UFS directly. A worker whose connection
+from other workers, then from the UFS directly (only in an open cluster: with a cluster secret the
+client has no UFS credentials, every live worker is a candidate instead, and
+each request carries the dataset's read capability, asked again once when a
+worker refuses it). A worker whose connection
 fails or times out is marked suspect (skipped for a while, but for one probe
 a second) and the ring is refreshed; only the UFS's own error, or a changed
 file (``VersionChanged``), reaches the caller.
@@ -27,12 +30,14 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
+from cachecluster.client.capabilities import CapabilityCache, dataset_of
 from cachecluster.client.cluster_view import Candidate
 from cachecluster.client.data_conn import DataConnectionPool
 from cachecluster.client.master_api import FileInfo
 from cachecluster.common.errors import (
     CacheClusterError,
     InvalidArgument,
+    PermissionDenied,
     Unavailable,
     VersionChanged,
 )
@@ -121,9 +126,11 @@ class BlockFetcher:
         *,
         block_timeout: float = DEFAULT_BLOCK_TIMEOUT,
         max_parallel_blocks: int = DEFAULT_MAX_PARALLEL_BLOCKS,
+        capabilities: CapabilityCache | None = None,
     ) -> None:
         self.placement = placement
         self.pool = pool
+        self.capabilities = capabilities
         self.block_timeout = block_timeout
         self.stats = FetchStats()
         self._slots = asyncio.Semaphore(max(1, max_parallel_blocks))
@@ -151,7 +158,9 @@ class BlockFetcher:
             for candidate in candidates:
                 try:
                     async with asyncio.timeout(self.block_timeout):
-                        got = await self._from_worker(candidate, block_id, ref, start, view)
+                        got = await self._from_worker(
+                            candidate, block_id, ref, start, view, dataset_of(info.path)
+                        )
                 except VersionChanged:
                     raise
                 except (CacheClusterError, OSError, TimeoutError) as exc:
@@ -179,18 +188,38 @@ class BlockFetcher:
                     got,
                     expected,
                 )
+            if self.capabilities is not None and self.capabilities.required:
+                raise Unavailable(
+                    f"block {index} of {info.path}: no worker could serve it "
+                    f"({len(candidates)} tried), and this cluster has no UFS reads for clients"
+                )
             return await self._from_ufs(info, block_size, index, start, view)
 
     async def _from_worker(
-        self, candidate: Candidate, block_id: str, ref: BlockRef, start: int, view: memoryview
+        self,
+        candidate: Candidate,
+        block_id: str,
+        ref: BlockRef,
+        start: int,
+        view: memoryview,
+        dataset: str,
     ) -> int:
         try:
             conn = await self.pool.get(candidate.address)
         except Unavailable:
             self.placement.mark_suspect(candidate.worker_id)
             raise
+        cap = None if self.capabilities is None else await self.capabilities.get(dataset)
         try:
-            return await conn.read_block(block_id, ref, start, len(view), view)
+            try:
+                return await conn.read_block(block_id, ref, start, len(view), view, cap=cap)
+            except PermissionDenied:
+                if self.capabilities is None:
+                    raise
+                # Expired or outdated (a mount changed): ask once for a new one.
+                self.capabilities.drop(dataset, cap)
+                cap = await self.capabilities.get(dataset)
+                return await conn.read_block(block_id, ref, start, len(view), view, cap=cap)
         except Unavailable:
             if conn.closed:  # the connection died, not just an error answer
                 self.placement.mark_suspect(candidate.worker_id)
