@@ -24,7 +24,9 @@ import types
 from dataclasses import dataclass
 from typing import Literal, overload
 
+from cachecluster.client.capabilities import CapabilityCache
 from cachecluster.client.cluster_view import (
+    DEFAULT_EXTRA_WORKERS,
     DEFAULT_METADATA_TTL,
     DEFAULT_RING_REFRESH_INTERVAL,
     DEFAULT_SUSPECT_SECONDS,
@@ -37,6 +39,7 @@ from cachecluster.client.master_api import (
     MasterApi,
     parse_dataset_path,
     resolve_master_address,
+    resolve_token,
 )
 from cachecluster.client.reader import (
     DEFAULT_BLOCK_TIMEOUT,
@@ -49,6 +52,9 @@ from cachecluster.client.reader import (
 )
 from cachecluster.common.errors import InvalidArgument, VersionChanged
 from cachecluster.worker.block_key import BlockKey, block_count
+
+ALL_WORKERS = 1 << 16
+"""``extra_workers`` that makes every worker on the ring a candidate for every block."""
 
 __all__ = ["AsyncClient", "AsyncFile", "BlockPlacementInfo", "FileInfo"]
 
