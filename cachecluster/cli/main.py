@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "dataset_cmds",  # dataset add/ls/rm
     "read_cmds",  # ls, stat, cat, cp
     "load_cmds",  # load (DataLoad with progress)
+    "get_cmds",  # get datasets|runtimes|dataloads (status as Fluid prints it)
     "demo",  # the main job
 )
 

@@ -46,13 +46,17 @@ from cachecluster.master.service import (
     DatasetServicer,
     MasterServicer,
     MetadataServicer,
+    StatusServicer,
 )
+from cachecluster.master.status import DatasetStatusBoard, RuntimeInfo
 from cachecluster.protos import (
     auth_pb2_grpc,
     dataload_pb2,
     dataload_pb2_grpc,
     master_pb2,
     master_pb2_grpc,
+    status_pb2,
+    status_pb2_grpc,
 )
 
 log = logging.getLogger(__name__)
@@ -66,6 +70,7 @@ SERVICE_NAMES = (
         for name in ("MasterService", "MetadataService", "DatasetService")
     ),
     dataload_pb2.DESCRIPTOR.services_by_name["DataLoadService"].full_name,
+    status_pb2.DESCRIPTOR.services_by_name["StatusService"].full_name,
 )
 """Fully qualified names of the master's services, as the health service knows them."""
 
@@ -101,6 +106,14 @@ class MasterServer:
             membership=self.membership,
             config=config,
         )
+        self.status = DatasetStatusBoard(
+            self.datasets,
+            self.metadata,
+            self.membership,
+            block_size=config.block_size,
+            ufs_refresh=max(config.metadata_sync_interval, 1.0),
+            runtimes=self._runtime_infos,
+        )
         self.registry = CollectorRegistry()
         self.metrics = MasterMetrics(self.registry, self.membership, self.datasets, self.metadata)
         self.health = health.aio.HealthServicer()
@@ -109,6 +122,12 @@ class MasterServer:
         self._server: grpc.aio.Server | None = None
         self._http: tuple[Any, threading.Thread] | None = None
         self._liveness: asyncio.Task[None] | None = None
+
+    def _runtime_infos(self, namespace: str) -> list[RuntimeInfo]:
+        return [
+            RuntimeInfo(r.namespace, r.name, r.kind, r.spec.replicas, r.created_ms)
+            for r in self.datasets.runtimes.runtimes(namespace)
+        ]
 
     @property
     def address(self) -> str:
@@ -142,6 +161,7 @@ class MasterServer:
         dataload_pb2_grpc.add_DataLoadServiceServicer_to_server(
             DataLoadServicer(self.dataloads), server
         )
+        status_pb2_grpc.add_StatusServiceServicer_to_server(StatusServicer(self.status), server)
         auth_pb2_grpc.add_AuthServiceServicer_to_server(
             AuthServicer(self.datasets, config.cluster_secret), server
         )
@@ -208,6 +228,7 @@ class MasterServer:
                 await self._liveness
             self._liveness = None
         await self.dataloads.close()
+        await self.status.close()
         await self.metadata.close()
         if self._http is not None:
             http_server, thread = self._http

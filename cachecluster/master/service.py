@@ -6,7 +6,8 @@ so our errors become status codes in one place; methods raise, never abort.
 * :class:`MasterServicer`: RegisterWorker, ReportBlocks, Heartbeat, GetRing, ListWorkers;
 * :class:`MetadataServicer`: GetStatus, ListStatus, GetMount;
 * :class:`DatasetServicer`: Apply/Get/List/DeleteDataset.
-* :class:`DataLoadServicer`: Apply/Get/List/DeleteDataLoad.
+* :class:`DataLoadServicer`: Apply/Get/List/DeleteDataLoad;
+* :class:`StatusServicer`: GetDatasetStatus, ListDatasetStatus, ListRuntimeStatus.
 """
 
 from __future__ import annotations
@@ -28,7 +29,15 @@ from cachecluster.master.dataloads import dataload_proto, parse_dataload_spec
 from cachecluster.master.datasets import DatasetRecord, DatasetRegistry, MountInfo
 from cachecluster.master.membership import BlockReport, Membership, WorkerRecord, WorkerState
 from cachecluster.master.metadata import EntryStatus, MetadataCache
-from cachecluster.protos import dataload_pb2, dataload_pb2_grpc, master_pb2, master_pb2_grpc
+from cachecluster.master.status import DatasetFigures, DatasetStatusBoard
+from cachecluster.protos import (
+    dataload_pb2,
+    dataload_pb2_grpc,
+    master_pb2,
+    master_pb2_grpc,
+    status_pb2,
+    status_pb2_grpc,
+)
 
 STATE_TO_PROTO: dict[WorkerState, int] = {
     WorkerState.ACTIVE: master_pb2.WORKER_STATE_ACTIVE,
@@ -341,3 +350,74 @@ class DataLoadServicer(dataload_pb2_grpc.DataLoadServiceServicer):
         async with self._lock:
             deleted = await self._controller.delete(namespace, name)
         return dataload_pb2.DeleteDataLoadResponse(deleted=deleted)
+
+
+def dataset_status_proto(figures: DatasetFigures) -> status_pb2.DatasetStatus:
+    """The proto form of a dataset's figures (no option value, no credential)."""
+    return status_pb2.DatasetStatus(
+        ref=master_pb2.DatasetRef(namespace=figures.namespace, name=figures.name),
+        phase=figures.phase,
+        ufs_total_bytes=figures.ufs_total_bytes,
+        cached_bytes=figures.cached_bytes,
+        cache_capacity_bytes=figures.cache_capacity_bytes,
+        cached_percentage=figures.cached_percentage,
+        file_count=figures.file_count,
+        cache_hit_ratio=figures.cache_hit_ratio,
+        created_ms=figures.created_ms,
+        runtime=figures.runtime,
+        reference=figures.reference,
+        access_modes=list(figures.access_modes),
+        message=figures.message,
+        ufs_computed_ms=figures.ufs_computed_ms,
+    )
+
+
+@grpc_servicer
+class StatusServicer(status_pb2_grpc.StatusServiceServicer):
+    """Dataset figures and runtime phases for ``cachecluster get`` (namespace checks as above)."""
+
+    def __init__(self, board: DatasetStatusBoard) -> None:
+        self._board = board
+
+    async def GetDatasetStatus(
+        self, request: status_pb2.GetDatasetStatusRequest, context: grpc.aio.ServicerContext
+    ) -> status_pb2.GetDatasetStatusResponse:
+        namespace, name = _ref(request.ref)
+        access.check_visible(namespace, name)
+        figures = await self._board.dataset_status(namespace, name, refresh=request.refresh)
+        return status_pb2.GetDatasetStatusResponse(status=dataset_status_proto(figures))
+
+    async def ListDatasetStatus(
+        self, request: status_pb2.ListDatasetStatusRequest, context: grpc.aio.ServicerContext
+    ) -> status_pb2.ListDatasetStatusResponse:
+        namespace = access.visible_namespace(request.namespace)
+        figures = (
+            []
+            if namespace is None
+            else await self._board.list_status(namespace, refresh=request.refresh)
+        )
+        return status_pb2.ListDatasetStatusResponse(
+            datasets=[dataset_status_proto(item) for item in figures]
+        )
+
+    async def ListRuntimeStatus(
+        self, request: status_pb2.ListRuntimeStatusRequest, context: grpc.aio.ServicerContext
+    ) -> status_pb2.ListRuntimeStatusResponse:
+        namespace = access.visible_namespace(request.namespace)
+        rows = [] if namespace is None else self._board.runtime_status(namespace)
+        return status_pb2.ListRuntimeStatusResponse(
+            runtimes=[
+                status_pb2.RuntimeStatus(
+                    ref=master_pb2.DatasetRef(namespace=row.namespace, name=row.name),
+                    kind=row.kind,
+                    master_phase=row.master_phase,
+                    worker_phase=row.worker_phase,
+                    fuse_phase=row.fuse_phase,
+                    desired_workers=row.desired_workers,
+                    ready_workers=row.ready_workers,
+                    cache_capacity_bytes=row.cache_capacity_bytes,
+                    created_ms=row.created_ms,
+                )
+                for row in rows
+            ]
+        )

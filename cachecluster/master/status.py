@@ -294,7 +294,7 @@ class DatasetStatusBoard:
     def _runtime_of(self, record: DatasetRecord) -> tuple[str, str]:
         """``(runtime "ns/name" or "", why it is not bound or "")``."""
         binding = getattr(record, "runtime", None)
-        if binding:
+        if binding and any(binding):  # ("", "") binds to the running cluster
             namespace, name = binding
             ref = f"{namespace}/{name}"
             if self.runtimes is not None:
