@@ -41,11 +41,14 @@ from cachecluster.master.datasets import DatasetRegistry
 from cachecluster.master.membership import Membership
 from cachecluster.master.metadata import MetadataCache
 from cachecluster.master.metrics import MasterMetrics, RpcMetricsInterceptor
+from cachecluster.master.runtimes import RuntimeRegistry
+from cachecluster.master.secrets import SecretStore
 from cachecluster.master.service import (
     DataLoadServicer,
     DatasetServicer,
     MasterServicer,
     MetadataServicer,
+    ResourceServicer,
     StatusServicer,
 )
 from cachecluster.master.status import DatasetStatusBoard, RuntimeInfo
@@ -55,6 +58,8 @@ from cachecluster.protos import (
     dataload_pb2_grpc,
     master_pb2,
     master_pb2_grpc,
+    resources_pb2,
+    resources_pb2_grpc,
     status_pb2,
     status_pb2_grpc,
 )
@@ -70,6 +75,7 @@ SERVICE_NAMES = (
         for name in ("MasterService", "MetadataService", "DatasetService")
     ),
     dataload_pb2.DESCRIPTOR.services_by_name["DataLoadService"].full_name,
+    resources_pb2.DESCRIPTOR.services_by_name["ResourceService"].full_name,
     status_pb2.DESCRIPTOR.services_by_name["StatusService"].full_name,
 )
 """Fully qualified names of the master's services, as the health service knows them."""
@@ -94,7 +100,11 @@ class MasterServer:
 
     def __init__(self, config: MasterConfig) -> None:
         self.config = config
-        self.datasets = DatasetRegistry(config.home)
+        self.datasets = DatasetRegistry(
+            config.home,
+            secrets=SecretStore(config.home),
+            runtimes=RuntimeRegistry(config.home),
+        )
         self.membership = Membership(
             heartbeat_interval=config.heartbeat_interval,
             missed_heartbeats=config.missed_heartbeats,
@@ -137,6 +147,11 @@ class MasterServer:
     async def start(self) -> None:
         """Bind every listener, then write the endpoint file."""
         config = self.config
+        stores = ((self.datasets.secrets, "secret"), (self.datasets.runtimes, "runtime"))
+        for store, what in stores:
+            count = await asyncio.to_thread(store.load)
+            if count:
+                log.info("loaded %d %s(s) from %s", count, what, store.path)
         loaded = await asyncio.to_thread(self.datasets.load)
         if loaded:
             log.info("loaded %d dataset(s) from %s", loaded, self.datasets.path)
@@ -157,6 +172,9 @@ class MasterServer:
         )
         master_pb2_grpc.add_DatasetServiceServicer_to_server(
             DatasetServicer(self.datasets, self.metadata), server
+        )
+        resources_pb2_grpc.add_ResourceServiceServicer_to_server(
+            ResourceServicer(self.datasets, self.metadata), server
         )
         dataload_pb2_grpc.add_DataLoadServiceServicer_to_server(
             DataLoadServicer(self.dataloads), server

@@ -7,7 +7,8 @@ so our errors become status codes in one place; methods raise, never abort.
 * :class:`MetadataServicer`: GetStatus, ListStatus, GetMount;
 * :class:`DatasetServicer`: Apply/Get/List/DeleteDataset.
 * :class:`DataLoadServicer`: Apply/Get/List/DeleteDataLoad;
-* :class:`StatusServicer`: GetDatasetStatus, ListDatasetStatus, ListRuntimeStatus.
+* :class:`StatusServicer`: GetDatasetStatus, ListDatasetStatus, ListRuntimeStatus;
+* :class:`ResourceServicer`: Put/Delete/ListSecrets, Apply/Get/List/DeleteRuntime.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from typing import Any
 
 import grpc
 
-from cachecluster.common.errors import InvalidArgument
+from cachecluster.api.documents import parse_document
+from cachecluster.api.models import CacheRuntimeSpec, check_name
+from cachecluster.common.errors import InvalidArgument, NotFound
 from cachecluster.common.grpc_errors import grpc_servicer
 from cachecluster.common.ring import RING_SCHEME
 from cachecluster.master import access
@@ -29,12 +32,15 @@ from cachecluster.master.dataloads import dataload_proto, parse_dataload_spec
 from cachecluster.master.datasets import DatasetRecord, DatasetRegistry, MountInfo
 from cachecluster.master.membership import BlockReport, Membership, WorkerRecord, WorkerState
 from cachecluster.master.metadata import EntryStatus, MetadataCache
+from cachecluster.master.runtimes import RuntimeRecord
 from cachecluster.master.status import DatasetFigures, DatasetStatusBoard
 from cachecluster.protos import (
     dataload_pb2,
     dataload_pb2_grpc,
     master_pb2,
     master_pb2_grpc,
+    resources_pb2,
+    resources_pb2_grpc,
     status_pb2,
     status_pb2_grpc,
 )
@@ -102,7 +108,7 @@ def dataset_proto(record: DatasetRecord) -> master_pb2.Dataset:
     """The proto form of a registered dataset."""
     return master_pb2.Dataset(
         ref=master_pb2.DatasetRef(namespace=record.namespace, name=record.name),
-        spec_json=json.dumps(record.spec, sort_keys=True).encode("utf-8"),
+        spec_json=json.dumps(record.public_spec(), sort_keys=True).encode("utf-8"),
         status_json=json.dumps(record.status(), sort_keys=True).encode("utf-8"),
         phase=DATASET_PHASE,
         generation=record.generation,
@@ -421,3 +427,144 @@ class StatusServicer(status_pb2_grpc.StatusServiceServicer):
                 for row in rows
             ]
         )
+
+
+def runtime_proto(record: RuntimeRecord, registry: DatasetRegistry) -> resources_pb2.Runtime:
+    """The proto form of a runtime, with the datasets bound to it."""
+    return resources_pb2.Runtime(
+        ref=master_pb2.DatasetRef(namespace=record.namespace, name=record.name),
+        kind=record.kind,
+        api_version=record.api_version,
+        spec_json=json.dumps(record.spec.to_dict(), sort_keys=True).encode("utf-8"),
+        generation=record.generation,
+        created_ms=record.created_ms,
+        datasets=[
+            r.ref for r in registry.datasets() if r.runtime == (record.namespace, record.name)
+        ],
+    )
+
+
+@grpc_servicer
+class ResourceServicer(resources_pb2_grpc.ResourceServiceServicer):
+    """Secrets (values in, never out) and runtimes; both re-resolve the datasets they touch."""
+
+    def __init__(self, registry: DatasetRegistry, metadata: MetadataCache) -> None:
+        self._registry = registry
+        self._metadata = metadata
+        self._lock = asyncio.Lock()
+
+    async def _refresh(self) -> None:
+        self._registry.refresh()
+        await self._metadata.sync_mounts()
+
+    async def PutSecret(
+        self, request: resources_pb2.PutSecretRequest, context: grpc.aio.ServicerContext
+    ) -> resources_pb2.PutSecretResponse:
+        namespace, name = _ref(request.ref)
+        check_name("secret name", name)
+        check_name("secret namespace", namespace, label=True)
+        access.check_writable(namespace)
+        if not request.data:
+            raise InvalidArgument(f"secret {namespace}/{name}: no data")
+        async with self._lock:
+            result = await asyncio.to_thread(
+                self._registry.secrets.put, namespace, name, dict(request.data)
+            )
+            if result != "unchanged":
+                await self._refresh()
+        return resources_pb2.PutSecretResponse(result=result, keys=sorted(request.data))
+
+    async def DeleteSecret(
+        self, request: resources_pb2.DeleteSecretRequest, context: grpc.aio.ServicerContext
+    ) -> resources_pb2.DeleteSecretResponse:
+        namespace, name = _ref(request.ref)
+        access.check_writable(namespace)
+        async with self._lock:
+            users = self._registry.secret_users(namespace, name)
+            if users:
+                raise InvalidArgument(
+                    f"secret {namespace}/{name} cannot be deleted: used by the encryptOptions "
+                    f"of {', '.join(users)} (delete or change those first)"
+                )
+            deleted = await asyncio.to_thread(self._registry.secrets.delete, namespace, name)
+        return resources_pb2.DeleteSecretResponse(deleted=deleted)
+
+    async def ListSecrets(
+        self, request: resources_pb2.ListSecretsRequest, context: grpc.aio.ServicerContext
+    ) -> resources_pb2.ListSecretsResponse:
+        namespace = access.visible_namespace(request.namespace)
+        records = [] if namespace is None else self._registry.secrets.secrets(namespace)
+        return resources_pb2.ListSecretsResponse(
+            secrets=[
+                resources_pb2.SecretInfo(
+                    ref=master_pb2.DatasetRef(namespace=r.namespace, name=r.name),
+                    keys=r.keys,
+                    created_ms=r.created_ms,
+                )
+                for r in records
+            ]
+        )
+
+    async def ApplyRuntime(
+        self, request: resources_pb2.ApplyRuntimeRequest, context: grpc.aio.ServicerContext
+    ) -> resources_pb2.ApplyRuntimeResponse:
+        namespace, name = _ref(request.ref)
+        access.check_writable(namespace)
+        try:
+            raw: Any = json.loads(request.spec_json or b"{}")
+        except ValueError as exc:
+            raise InvalidArgument(
+                f"runtime {namespace}/{name}: spec_json is not JSON: {exc}"
+            ) from None
+        document = {
+            "apiVersion": request.api_version,
+            "kind": request.kind,
+            "metadata": {"namespace": namespace, "name": name},
+            "spec": raw,
+        }
+        parsed = parse_document(document, "ApplyRuntime")
+        if not isinstance(parsed.spec, CacheRuntimeSpec):
+            raise InvalidArgument(f"ApplyRuntime: kind {request.kind!r} is not a runtime")
+        async with self._lock:
+            record, result = await asyncio.to_thread(
+                self._registry.runtimes.apply,
+                namespace,
+                name,
+                request.kind,
+                request.api_version,
+                parsed.spec,
+            )
+            if result != "unchanged":
+                await self._refresh()
+        return resources_pb2.ApplyRuntimeResponse(
+            runtime=runtime_proto(record, self._registry), result=result
+        )
+
+    async def GetRuntime(
+        self, request: resources_pb2.GetRuntimeRequest, context: grpc.aio.ServicerContext
+    ) -> resources_pb2.GetRuntimeResponse:
+        namespace, name = _ref(request.ref)
+        if not access.sees_everything(access.caller()) and access.caller() != namespace:
+            raise NotFound(f"no runtime {namespace}/{name}")
+        record = self._registry.runtimes.get(namespace, name)
+        return resources_pb2.GetRuntimeResponse(runtime=runtime_proto(record, self._registry))
+
+    async def ListRuntimes(
+        self, request: resources_pb2.ListRuntimesRequest, context: grpc.aio.ServicerContext
+    ) -> resources_pb2.ListRuntimesResponse:
+        namespace = access.visible_namespace(request.namespace)
+        records = [] if namespace is None else self._registry.runtimes.runtimes(namespace)
+        return resources_pb2.ListRuntimesResponse(
+            runtimes=[runtime_proto(r, self._registry) for r in records]
+        )
+
+    async def DeleteRuntime(
+        self, request: resources_pb2.DeleteRuntimeRequest, context: grpc.aio.ServicerContext
+    ) -> resources_pb2.DeleteRuntimeResponse:
+        namespace, name = _ref(request.ref)
+        access.check_writable(namespace)
+        async with self._lock:
+            old = await asyncio.to_thread(self._registry.runtimes.delete, namespace, name)
+            if old is not None:
+                await self._refresh()
+        return resources_pb2.DeleteRuntimeResponse(deleted=old is not None)
