@@ -347,3 +347,25 @@ async def test_a_dead_worker_blocks_go_to_the_next_owner(
                     assert len(holders) >= 1
     finally:
         await asyncio.to_thread(load_cluster.cluster.start_worker, 0)
+
+
+async def test_cli_load_prints_the_duration_and_fails_naming_the_path(
+    load_cluster: LoadCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cachecluster.cli.main import main
+
+    address = load_cluster.cluster.master_address
+    code = await asyncio.to_thread(main, ["load", f"{NS}/local", "--master", address, "-q"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert f"dataload {NS}/local-load-" in out and " Complete: " in out and "s/s" not in out
+    assert "(100.0%) in " in out
+
+    argv = ["load", f"{NS}/local", "--path", "dir", "--path", "/no/such", "--name", "cli-bad"]
+    code = await asyncio.to_thread(main, [*argv, "--master", address, "-q"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "cli-bad Failed" in err and "no/such" in err
+
+    code = await asyncio.to_thread(main, ["load", f"{NS}/nope", "--master", address, "-q"])
+    assert code != 0 and "nope" in capsys.readouterr().err
