@@ -50,6 +50,7 @@ from typing import Any
 
 from cachecluster.api.models import DatasetSpec, mask_options
 from cachecluster.common.errors import ConfigError, InvalidArgument, NotFound
+from cachecluster.master.references import DatasetReference, check_deletable, check_reference
 from cachecluster.master.runtimes import DEFAULT_RUNTIME, RuntimeRegistry, binding_of
 from cachecluster.master.secrets import SecretStore
 
@@ -311,6 +312,15 @@ class DatasetRegistry:
         nothing. Applying the same spec again keeps the generation.
         """
         mounts = self.validate(namespace, name, spec)
+        source = _parse_spec(namespace, name, spec).reference
+        check_reference(
+            self,
+            namespace,
+            name,
+            None
+            if source is None
+            else DatasetReference(source.namespace, source.name, source.subpath),
+        )
         old = self._datasets.get((namespace, name))
         if old is not None and old.spec == spec and old.mounts == mounts:
             return old, False
@@ -367,6 +377,7 @@ class DatasetRegistry:
         old = self._datasets.get((namespace, name))
         if old is None:
             return None
+        check_deletable(self, namespace, name)  # not while references point at it
         datasets = dict(self._datasets)
         del datasets[(namespace, name)]
         self._save(datasets)
