@@ -65,6 +65,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         default=None,
         help="a CacheRuntime/JindoRuntime YAML: spec.replicas and spec.tieredstore.levels",
     )
+    up.add_argument(
+        "--auth",
+        action="store_true",
+        help="create <home>/cluster-secret (0600) and require tokens: clients see only "
+        "their namespace (`cachecluster token NS`); default: open (dev mode)",
+    )
     up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for start-up")
     up.set_defaults(handler=run_up)
 
@@ -111,6 +117,7 @@ def cluster_from_args(args: argparse.Namespace) -> LocalCluster:
         master_port=args.master_port,
         worker_port_base=args.worker_port_base,
         start_timeout=args.timeout,
+        auth=getattr(args, "auth", False),
     )
 
 

@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "read_cmds",  # ls, stat, cat, cp
     "load_cmds",  # load (DataLoad with progress)
     "get_cmds",  # get datasets|runtimes|dataloads (status as Fluid prints it)
+    "token_cmds",  # token NS (namespace tokens when the cluster has a secret)
     "demo",  # the main job
 )
 

@@ -37,9 +37,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from cachecluster.cli.context import add_master_argument, resolve_master
+from cachecluster.cli.context import add_master_argument, resolve_home, resolve_master
 from cachecluster.client.client import AsyncClient, AsyncFile
-from cachecluster.client.master_api import FileInfo, parse_dataset_path
+from cachecluster.client.master_api import FileInfo, parse_dataset_path, resolve_token
 from cachecluster.common.errors import InvalidArgument
 from cachecluster.common.units import format_size
 
@@ -55,17 +55,17 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     ls = sub.add_parser("ls", help="list a directory of a dataset (NS/DATASET/PATH)")
     ls.add_argument("path", nargs="?", default="", help="'' lists namespaces, NS its datasets")
     ls.add_argument("-l", "--long", action="store_true", help="a table with sizes and times")
-    add_master_argument(ls)
+    _add_cluster_arguments(ls)
     ls.set_defaults(handler=cmd_ls)
 
     stat = sub.add_parser("stat", help="status of a file or directory of a dataset")
     stat.add_argument("paths", nargs="+", metavar="path")
-    add_master_argument(stat)
+    _add_cluster_arguments(stat)
     stat.set_defaults(handler=cmd_stat)
 
     cat = sub.add_parser("cat", help="write dataset files to stdout")
     cat.add_argument("paths", nargs="+", metavar="path")
-    add_master_argument(cat)
+    _add_cluster_arguments(cat)
     cat.set_defaults(handler=cmd_cat)
 
     cp = sub.add_parser("cp", help="copy a dataset file (or a directory with -r) to a local path")
@@ -73,15 +73,25 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     cp.add_argument("dest", type=Path, help="local file or directory")
     cp.add_argument("-r", "--recursive", action="store_true", help="copy a directory")
     cp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    add_master_argument(cp)
+    _add_cluster_arguments(cp)
     cp.set_defaults(handler=cmd_cp)
+
+
+def _add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    add_master_argument(parser)
+    parser.add_argument(
+        "--token",
+        default=None,
+        help="namespace token (default $CACHECLUSTER_TOKEN, else the local cluster admin's)",
+    )
 
 
 def _run(args: argparse.Namespace, body: Callable[[AsyncClient], Awaitable[T]]) -> T:
     master = resolve_master(args)
+    token = resolve_token(args.token, resolve_home(args.home))
 
     async def main() -> T:
-        async with AsyncClient(master) as client:
+        async with AsyncClient(master, token=token) as client:
             return await body(client)
 
     return uvloop.run(main())

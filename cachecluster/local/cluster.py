@@ -38,6 +38,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from cachecluster.common.auth import (
+    ADMIN_NAMESPACE,
+    DEFAULT_TOKEN_TTL,
+    SECRET_FILE,
+    create_secret_file,
+    issue_token,
+    load_secret,
+)
 from cachecluster.common.endpoint_file import remove_endpoint_file, wait_endpoint_file
 from cachecluster.common.errors import CacheClusterError, ConfigError, ErrorKind, Unavailable
 from cachecluster.common.units import parse_size
@@ -177,6 +185,7 @@ class LocalCluster:
         start_timeout: float = START_TIMEOUT_S,
         wait_until_active: bool = True,
         env: Mapping[str, str] | None = None,
+        auth: bool = False,
     ) -> None:
         if workers < 1:
             raise ConfigError("--workers", f"{workers}: a cluster needs at least one worker")
@@ -194,6 +203,8 @@ class LocalCluster:
         self.start_timeout = start_timeout
         self.wait_until_active = wait_until_active
         self.env = dict(env) if env is not None else None
+        self.auth = auth
+        """Run with a cluster secret (``<home>/cluster-secret``): every call needs a token."""
         self.started_at: float | None = None
         """Unix time of the last :meth:`start`."""
         self.master = ServiceProcess("master", self.layout.master_home, self.layout.master_log)
@@ -231,6 +242,8 @@ class LocalCluster:
         with self._locked():
             self._check_not_running()
             self.started_at = time.time()
+            if self.auth:
+                create_secret_file(self.secret_file)
             try:
                 self.start_master()
                 for worker in self.workers:
@@ -288,6 +301,7 @@ class LocalCluster:
             args += ["--block-size", str(self.block_size)]
         if self.replicas is not None:
             args += ["--replicas", str(self.replicas)]
+        args += self._secret_args()
         self._spawn(self.master, [*args, *self.master_args])
         self._wait_ready(self.master)
 
@@ -336,13 +350,27 @@ class LocalCluster:
             self.master_address,
             [worker.worker_id for worker in self.workers],
             timeout=self.start_timeout if timeout is None else timeout,
+            token=self.token(ADMIN_NAMESPACE) if self.auth else None,
         )
 
     def apply_dataset(
         self, namespace: str, name: str, mount_point: str, options: Mapping[str, str] | None = None
     ) -> None:
         """Register dataset ``namespace/name`` whose root is ``mount_point`` (one mount)."""
-        apply_dataset(self.master_address, namespace, name, mount_point, options)
+        token = self.token(ADMIN_NAMESPACE) if self.auth else None
+        apply_dataset(self.master_address, namespace, name, mount_point, options, token=token)
+
+    @property
+    def secret_file(self) -> Path:
+        """``<home>/cluster-secret``: the cluster secret when :attr:`auth` is on."""
+        return self.home / SECRET_FILE
+
+    def token(self, namespace: str, ttl: float = DEFAULT_TOKEN_TTL) -> str:
+        """A token for ``namespace`` (``ADMIN_NAMESPACE``: the cluster admin's)."""
+        return issue_token(load_secret(self.secret_file), namespace, ttl)
+
+    def _secret_args(self) -> list[str]:
+        return ["--cluster-secret-file", str(self.secret_file)] if self.auth else []
 
     # ------------------------------------------------------------- record
 
@@ -362,6 +390,7 @@ class LocalCluster:
             "replicas": self.replicas,
             "shm_root": str(self.layout.shm_root),
             "workers": [worker.to_record() for worker in self.workers],
+            "auth": self.auth,
         }
 
     def write_record(self) -> None:
@@ -383,6 +412,7 @@ class LocalCluster:
         cluster.started_at = record.get("started_at")
         cluster.block_size = record.get("block_size")
         cluster.replicas = record.get("replicas")
+        cluster.auth = bool(record.get("auth"))
         host, _, port = str(record.get("master", "")).rpartition(":")
         cluster.host = host or DEFAULT_HOST
         cluster.master.host = cluster.host
@@ -452,6 +482,7 @@ class LocalCluster:
         ]
         for tier in worker.tiers:
             args += ["--tier", tier_flag(tier)]
+        args += self._secret_args()
         self._spawn(worker, [*args, *self.worker_args])
 
     def _spawn(self, service: ServiceProcess, args: list[str]) -> None:

@@ -17,13 +17,17 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
+import os
 import time
 from collections.abc import Collection, Coroutine, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
 
-from cachecluster.common.errors import Unavailable
+from cachecluster.common.auth import ADMIN_NAMESPACE, SECRET_FILE, issue_token, load_secret
+from cachecluster.common.errors import ConfigError, Unavailable
+from cachecluster.common.grpc_auth import auth_interceptors
 from cachecluster.common.grpc_errors import rpc_errors
 from cachecluster.local.layout import process_alive
 from cachecluster.protos import common_pb2, master_pb2, master_pb2_grpc, worker_pb2, worker_pb2_grpc
@@ -45,11 +49,35 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
         return pool.submit(asyncio.run, coro).result()
 
 
+def admin_token(home: str | Path | None, ttl: float = 3600.0) -> str | None:
+    """An admin token made from ``<home>/cluster-secret``; ``None`` without a readable one."""
+    if home is None:
+        return None
+    secret_file = Path(home) / SECRET_FILE
+    if not os.access(secret_file, os.R_OK):
+        return None
+    try:
+        return issue_token(load_secret(secret_file), ADMIN_NAMESPACE, ttl)
+    except ConfigError:
+        return None
+
+
+def master_channel(master_address: str, token: str | None = None) -> grpc.aio.Channel:
+    """A channel to the master sending ``token`` (if any) with every call."""
+    return grpc.aio.insecure_channel(
+        master_address, interceptors=auth_interceptors(lambda: token) if token else None
+    )
+
+
 async def fetch_workers(
-    master_address: str, *, include_lost: bool = True, timeout: float = RPC_TIMEOUT_S
+    master_address: str,
+    *,
+    include_lost: bool = True,
+    timeout: float = RPC_TIMEOUT_S,
+    token: str | None = None,
 ) -> master_pb2.ListWorkersResponse:
     """The master's ``ListWorkers`` answer."""
-    async with grpc.aio.insecure_channel(master_address) as channel:
+    async with master_channel(master_address, token) as channel:
         stub = master_pb2_grpc.MasterServiceStub(channel)
         with rpc_errors():
             return await stub.ListWorkers(
@@ -58,14 +86,24 @@ async def fetch_workers(
 
 
 def list_workers(
-    master_address: str, *, include_lost: bool = True, timeout: float = RPC_TIMEOUT_S
+    master_address: str,
+    *,
+    include_lost: bool = True,
+    timeout: float = RPC_TIMEOUT_S,
+    token: str | None = None,
 ) -> master_pb2.ListWorkersResponse:
     """:func:`fetch_workers`, synchronously."""
-    return run_sync(fetch_workers(master_address, include_lost=include_lost, timeout=timeout))
+    return run_sync(
+        fetch_workers(master_address, include_lost=include_lost, timeout=timeout, token=token)
+    )
 
 
 def wait_workers_active(
-    master_address: str, worker_ids: Collection[str], *, timeout: float = 30.0
+    master_address: str,
+    worker_ids: Collection[str],
+    *,
+    timeout: float = 30.0,
+    token: str | None = None,
 ) -> master_pb2.ListWorkersResponse:
     """Poll ``ListWorkers`` until every id in ``worker_ids`` is ACTIVE and has seen the ring.
 
@@ -83,7 +121,9 @@ def wait_workers_active(
         all_active_ms: float | None = None
         while True:
             try:
-                answer = await fetch_workers(master_address, include_lost=False, timeout=2.0)
+                answer = await fetch_workers(
+                    master_address, include_lost=False, timeout=2.0, token=token
+                )
                 wanted = [w for w in answer.workers if w.worker_id in worker_ids]
                 active = {w.worker_id for w in wanted if w.state == master_pb2.WORKER_STATE_ACTIVE}
                 missing = set(worker_ids) - active
@@ -133,13 +173,14 @@ async def apply_dataset_async(
     spec: Mapping[str, Any],
     *,
     timeout: float = RPC_TIMEOUT_S,
+    token: str | None = None,
 ) -> master_pb2.ApplyDatasetResponse:
     """Create or update dataset ``namespace/name`` from a Fluid Dataset ``spec`` (as a dict)."""
     request = master_pb2.ApplyDatasetRequest(
         ref=master_pb2.DatasetRef(namespace=namespace, name=name),
         spec_json=json.dumps(dict(spec)).encode(),
     )
-    async with grpc.aio.insecure_channel(master_address) as channel:
+    async with master_channel(master_address, token) as channel:
         stub = master_pb2_grpc.DatasetServiceStub(channel)
         with rpc_errors():
             return await stub.ApplyDataset(request, timeout=timeout)
@@ -151,12 +192,15 @@ def apply_dataset(
     name: str,
     mount_point: str,
     options: Mapping[str, str] | None = None,
+    *,
+    token: str | None = None,
 ) -> master_pb2.ApplyDatasetResponse:
     """Register a one-mount dataset whose root is ``mount_point`` (the temporary dataset form)."""
     mount: dict[str, Any] = {"mountPoint": mount_point, "name": "m0", "path": "/"}
     if options:
         mount["options"] = dict(options)
-    return run_sync(apply_dataset_async(master_address, namespace, name, {"mounts": [mount]}))
+    spec = {"mounts": [mount]}
+    return run_sync(apply_dataset_async(master_address, namespace, name, spec, token=token))
 
 
 # ------------------------------------------------------------------ status
@@ -244,7 +288,8 @@ def cluster_status(
     workers: dict[str, dict[str, Any]] = {}
     if master_address:
         try:
-            answer = list_workers(master_address, timeout=timeout)
+            home = (record or {}).get("home")
+            answer = list_workers(master_address, timeout=timeout, token=admin_token(home))
         except (Unavailable, OSError) as error:
             master["error"] = str(error)
         except Exception as error:  # a wrong address, a server that is not a master
