@@ -179,3 +179,19 @@ def test_reference_capability_is_limited_to_the_subpath(
     reference = DatasetRecord("ref", "r", {"mounts": [{"mountPoint": point}]}, (), 1, 0)
     registry: Any = _Registry(source, reference)
     assert access.capability_mounts(registry, reference) == expected
+
+
+async def test_dot_dot_escapes_are_refused_by_the_master(secure_master: MasterServer) -> None:
+    async with channel(secure_master, auth.issue_token(SECRET, "a")) as chan:
+        metadata = master_pb2_grpc.MetadataServiceStub(chan)
+        for path in ("../b/ds/sub/f.bin", "sub/../../b", "/../x", "sub/..\\..\\x"):
+            calls = [
+                metadata.GetStatus(master_pb2.GetStatusRequest(dataset=ref("a"), path=path)),
+                metadata.ListStatus(master_pb2.ListStatusRequest(dataset=ref("a"), path=path)),
+            ]
+            for call in calls:
+                assert await code_of(call) == grpc.StatusCode.INVALID_ARGUMENT
+        inside = await metadata.GetStatus(
+            master_pb2.GetStatusRequest(dataset=ref("a"), path="sub/../sub/./f.bin")
+        )
+        assert inside.status.path == "sub/f.bin"
