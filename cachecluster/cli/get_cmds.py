@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import json
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -31,7 +30,8 @@ from typing import Any
 import grpc
 import yaml
 
-from cachecluster.cli.context import add_master_argument, resolve_master
+from cachecluster.cli.context import add_master_argument, resolve_home, resolve_master
+from cachecluster.client.master_api import resolve_token
 from cachecluster.common.errors import InvalidArgument, NotFound
 from cachecluster.common.grpc_auth import auth_interceptors
 from cachecluster.common.grpc_errors import rpc_errors
@@ -283,13 +283,8 @@ def dataload_rows(
 # -- calls ---------------------------------------------------------------------
 
 
-def _token(args: argparse.Namespace) -> str | None:
-    token: str | None = getattr(args, "token", None) or os.environ.get("CACHECLUSTER_TOKEN")
-    return token or None
-
-
 def _channel(args: argparse.Namespace) -> grpc.aio.Channel:
-    token = _token(args)
+    token = resolve_token(args.token, resolve_home(args.home))
     return grpc.aio.insecure_channel(
         resolve_master(args), interceptors=auth_interceptors(lambda: token)
     )
@@ -436,7 +431,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         help="wait for fresh figures (a new UFS listing) instead of the last computed ones",
     )
     parser.add_argument(
-        "--token", default=None, help="namespace token (default $CACHECLUSTER_TOKEN)"
+        "--token",
+        default=None,
+        help="namespace token (default $CACHECLUSTER_TOKEN, else the local cluster admin's)",
     )
     add_master_argument(parser)
     parser.set_defaults(handler=cmd_get)
