@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "load_cmds",  # load (DataLoad with progress)
     "get_cmds",  # get datasets|runtimes|dataloads (status as Fluid prints it)
     "token_cmds",  # token NS (namespace tokens when the cluster has a secret)
+    "apply_cmds",  # apply -f FILE, delete (Secret, Dataset, runtime, DataLoad YAML)
     "demo",  # the main job
 )
 
