@@ -14,11 +14,13 @@ import random
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from cachecluster.client.capabilities import _Held
 from cachecluster.client.client import AsyncClient
 from cachecluster.client.data_conn import DataConnection
 from cachecluster.client.master_api import parse_dataset_path
@@ -206,6 +208,20 @@ def test_cli_token_works_with_ls(secure_cluster: LocalCluster, tmp_path: Path) -
     assert bad_ttl.returncode != 0 and "--ttl" in bad_ttl.stderr
     status = _cli(home, "status", "-o", "json", token=None)
     assert status.returncode == 0 and json.loads(status.stdout)["master"]["reachable"]
+
+
+async def test_a_refused_capability_is_asked_again_once(secure_cluster: LocalCluster) -> None:
+    secret = auth.load_secret(secure_cluster.secret_file)
+    async with AsyncClient(
+        secure_cluster.master_address, token=secure_cluster.token("a")
+    ) as client:
+        caps = client.fetcher.capabilities
+        assert caps is not None
+        stale, _ = auth.issue_capability(secret, "a", {"0" * 16: ""}, 60)
+        caps._held["a/ds"] = _Held(stale, time.time() + 3600)  # covers no mount of a/ds
+        assert await client.cat("a/ds/x.bin") == FILES["a/x.bin"]
+        assert await caps.get("a/ds") != stale
+        assert client.stats.worker_failures == 0 and client.stats.ufs_reads == 0
 
 
 async def test_reads_survive_a_killed_worker_without_ufs_access(
