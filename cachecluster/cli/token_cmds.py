@@ -3,6 +3,7 @@
 The token is signed with the local cluster's secret (``<home>/cluster-secret``,
 written by ``cachecluster up --auth``) or with ``--secret-file``. Use it as
 ``CACHECLUSTER_TOKEN=... cachecluster ls NS/dataset`` or ``AsyncClient(token=...)``.
+``--admin`` prints the cluster admin's token (every namespace, no credentials).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cachecluster.cli.context import add_home_argument, resolve_home
-from cachecluster.common.auth import SECRET_FILE, issue_token, load_secret
+from cachecluster.common.auth import ADMIN_NAMESPACE, SECRET_FILE, issue_token, load_secret
 from cachecluster.common.errors import ConfigError
 
 _TTL_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
@@ -38,7 +39,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         help="print a token for a namespace (signed with the cluster secret)",
         description="Print a token that lets a client read the datasets of NAMESPACE.",
     )
-    parser.add_argument("namespace", help="the namespace the token acts for")
+    parser.add_argument("namespace", nargs="?", help="the namespace the token acts for")
+    parser.add_argument(
+        "--admin",
+        action="store_true",
+        help="a cluster admin token instead (every namespace; for apply, get, load)",
+    )
     parser.add_argument("--ttl", default="24h", help="validity, e.g. 24h, 30m, 7d (default 24h)")
     parser.add_argument(
         "--secret-file",
@@ -52,8 +58,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the token on stdout."""
-    namespace: str = args.namespace
-    if not _NAMESPACE_RE.match(namespace):
+    namespace: str | None = args.namespace
+    if args.admin:
+        if namespace:
+            raise ConfigError("--admin", "give either a namespace or --admin, not both")
+        namespace = ADMIN_NAMESPACE
+    elif not namespace or not _NAMESPACE_RE.match(namespace):
         raise ConfigError("namespace", f"{namespace!r} is not a namespace name (a DNS label)")
     secret_file = args.secret_file or resolve_home(args.home) / SECRET_FILE
     if not secret_file.exists():

@@ -206,6 +206,10 @@ def test_cli_token_works_with_ls(secure_cluster: LocalCluster, tmp_path: Path) -
     assert admin.returncode == 0 and admin.stdout.split() == ["a/", "b/"]
     bad_ttl = _cli(home, "token", "a", "--ttl", "soon", token=None)
     assert bad_ttl.returncode != 0 and "--ttl" in bad_ttl.stderr
+    admin_token = _cli(home, "token", "--admin", token=None).stdout.strip()
+    secret = auth.load_secret(secure_cluster.secret_file)
+    assert auth.verify_token(secret, admin_token) == auth.ADMIN_NAMESPACE
+    assert _cli(home, "token", token=None).returncode != 0
     status = _cli(home, "status", "-o", "json", token=None)
     assert status.returncode == 0 and json.loads(status.stdout)["master"]["reachable"]
 
