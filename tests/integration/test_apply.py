@@ -11,10 +11,12 @@ restart keeps secrets, runtimes and datasets.
 
 from __future__ import annotations
 
+import io
 import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+import oss2
 import pytest
 
 from cachecluster.cli.main import main
@@ -26,6 +28,7 @@ from cachecluster.protos import master_pb2
 from tests.api import seeds
 from tests.api.test_documents import MALFORMED
 from tests.integration.conftest import generate, sha256
+from tests.servers.oss_server import OssTestServer
 from tests.servers.seaweed import SeaweedS3
 
 BUCKET = "apply-it"
@@ -199,6 +202,7 @@ def test_apply_seed_yaml_secrets_runtime_scaling_and_restart(
         assert code == 0, (argv, err)
         outputs += [out, err]
     assert "shared-dataset" in "".join(outputs)
+    outputs += [p.read_text(errors="replace") for p in (cluster.home / "logs").glob("*.log")]
     for text in outputs:
         for value in secret_values:
             assert value not in text
@@ -274,3 +278,81 @@ def test_malformed_files_give_one_line_and_change_nothing(
         assert len(lines) == 1, err
         assert lines[0].startswith(f"cachecluster apply: {path.parent}/{expected}"), lines[0]
     assert state(cluster) == before
+
+
+def test_oss_seeds_verbatim_with_dataload_wait(
+    cluster: LocalCluster,
+    oss_server: OssTestServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Seeds 000 (JindoRuntime) and 003 as written, but for the endpoint and the bucket."""
+    bucket = oss2.Bucket(
+        oss2.Auth(oss_server.access_key_id, oss_server.access_key_secret),
+        oss_server.endpoint,
+        "seed-bucket",
+    )
+    bucket.create_bucket()
+    contents = generate({"wwm_uncased_L-24_H-1024_A-16.zip": 2 * (1 << 20) + 5})
+    for name, data in contents.items():
+        bucket.put_object(f"bert/{name}", data)
+    home = str(cluster.home)
+    places = {"bucket": "seed-bucket", "bucket_dir": "bert", "endpoint": oss_server.endpoint}
+    keys = {"key_id": oss_server.access_key_id, "key_secret": oss_server.access_key_secret}
+
+    # 000: the Secret by stdin (kubectl apply -f - <<EOF), then shared-dataset.yaml.
+    shared = tmp_path / "shared-dataset.yaml"
+    shared.write_text(seeds.SHARED_DATASET.format(**places))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("sys.stdin", io.StringIO(seeds.SHARE_SECRET.format(**keys)))
+        code, out, err = run(capsys, "apply", "-f", "-", "--home", home)
+    assert (code, out) == (0, "secret/dataset-secret created\n"), err
+    code, out, err = run(capsys, "apply", "-f", str(shared), "--home", home)
+    assert code == 0, err
+    assert out.splitlines()[:2] == [
+        "dataset.data.fluid.io/shared-dataset created",
+        "jindoruntime.data.fluid.io/shared-dataset created",
+    ]
+    outputs = [out, err]
+
+    # A DataLoad of the dataset, followed to its end.
+    load = tmp_path / "dataload.yaml"
+    load.write_text(
+        "apiVersion: data.fluid.io/v1alpha1\nkind: DataLoad\n"
+        "metadata: {name: warm, namespace: share}\n"
+        "spec:\n  dataset: {name: shared-dataset, namespace: share}\n"
+    )
+    code, out, err = run(capsys, "apply", "-f", str(load), "--wait", "--home", home)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == "dataload.data.fluid.io/warm created"
+    assert lines[1].startswith("dataload share/warm Complete: 1/1 files"), out
+    outputs += [out, err]
+
+    # 003: secret.yaml and dataset.yaml in namespace default.
+    secret3 = tmp_path / "secret.yaml"
+    secret3.write_text(seeds.SERVERLESS_SECRET.format(**keys))
+    dataset3 = tmp_path / "dataset.yaml"
+    dataset3.write_text(seeds.SERVERLESS_DATASET.format(**places))
+    code, out, err = run(capsys, "apply", "-f", str(secret3), "--home", home)
+    assert (code, out) == (0, "secret/access-key created\n"), err
+    code, out, err = run(capsys, "apply", "-f", str(dataset3), "--home", home)
+    assert code == 0, err
+    assert out.splitlines() == [
+        "dataset.data.fluid.io/serverless-data created",
+        "jindoruntime.data.fluid.io/serverless-data created",
+        "restarting worker w0 to apply tieredstore: MEM /dev/shm 5Gi",
+    ]
+    outputs += [out, err]
+
+    with Client(cluster.master_address) as client:
+        for name, data in contents.items():
+            assert client.cat(f"share/shared-dataset/{name}") == data
+            assert client.cat(f"default/serverless-data/{name}") == data
+    for argv in (["get", "datasets", "-A", "-o", "yaml"], ["get", "runtimes", "-A"]):
+        code, out, err = run(capsys, *argv, "--home", home)
+        assert code == 0, err
+        outputs += [out, err]
+    logs = [p.read_text(errors="replace") for p in (cluster.home / "logs").glob("*.log")]
+    for text in outputs + logs:
+        assert oss_server.access_key_secret not in text
