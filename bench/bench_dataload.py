@@ -119,7 +119,12 @@ async def dataload(cluster: LocalCluster, name: str) -> dataload_pb2.DataLoad:
             timeout=10,
         )
     return await wait_for_dataload(
-        cluster.master_address, NAMESPACE, name, show_progress=False, timeout=3600
+        cluster.master_address,
+        NAMESPACE,
+        name,
+        show_progress=False,
+        timeout=3600,
+        poll_interval=0.05,
     )
 
 

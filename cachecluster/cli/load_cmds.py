@@ -46,6 +46,7 @@ from cachecluster.protos import dataload_pb2, dataload_pb2_grpc, master_pb2
 
 RPC_TIMEOUT_S = 10.0
 POLL_INTERVAL_S = 0.5
+"""Longest pause between two status polls; the first ones come sooner (short loads)."""
 FINISHED_PHASES = frozenset({"Complete", "Failed"})
 
 
@@ -134,13 +135,15 @@ async def wait_for_dataload(
     show_progress: bool = True,
     timeout: float | None = None,
     since_run: int = 0,
+    poll_interval: float = POLL_INTERVAL_S,
 ) -> dataload_pb2.DataLoad:
     """Follow DataLoad ``namespace/name`` until a run after run ``since_run`` finishes.
 
     Shows a progress bar on ``console`` (stderr by default) unless
     ``show_progress`` is false; returns the DataLoad as it finished. A Cron
     load is followed until its next run finishes. ``TimeoutError`` after
-    ``timeout`` seconds.
+    ``timeout`` seconds. Polls start 20 ms apart and slow down to
+    ``poll_interval``.
     """
     console = console or Console(stderr=True)
     ref = master_pb2.DatasetRef(namespace=namespace, name=name)
@@ -157,6 +160,7 @@ async def wait_for_dataload(
         disable=not show_progress,
         transient=False,
     )
+    pause = 0.02
     async with open_channel(master, token) as channel:
         stub = dataload_pb2_grpc.DataLoadServiceStub(channel)
         with progress:
@@ -180,7 +184,8 @@ async def wait_for_dataload(
                     raise TimeoutError(
                         f"dataload {namespace}/{name}: still {status.phase} after {timeout:g}s"
                     )
-                await asyncio.sleep(POLL_INTERVAL_S)
+                await asyncio.sleep(pause)
+                pause = min(poll_interval, pause * 1.5)
 
 
 def _spec(args: argparse.Namespace, namespace: str, dataset: str) -> dict[str, Any]:

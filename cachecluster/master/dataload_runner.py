@@ -60,9 +60,9 @@ from cachecluster.worker.block_key import BlockKey, block_count, block_span
 
 log = logging.getLogger(__name__)
 
-BATCH_BLOCKS = 32
+BATCH_BLOCKS = 16
 """Blocks in one LoadBlocks call."""
-CALLS_PER_WORKER = 2
+CALLS_PER_WORKER = 4
 """LoadBlocks calls in flight to one worker."""
 CALLS_IN_FLIGHT = 16
 """LoadBlocks calls in flight in all."""
