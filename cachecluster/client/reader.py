@@ -280,10 +280,20 @@ class BufferPool:
 
 @dataclass(slots=True)
 class _Prefetch:
+    """One read-ahead block: its buffer, the fetch filling it, and who still needs it.
+
+    The buffer goes back to the pool only when the entry has left the window
+    (``dropped``), its fetch has ended (nothing writes into it any more) and
+    no :meth:`FileReader._copy` still has to read it (``copies``).
+    """
+
     index: int
     buffer: bytearray
     length: int
     task: asyncio.Task[int]
+    copies: int = 0  # _copy calls made for this entry that have not finished
+    dropped: bool = False  # out of the window: nobody new will use it
+    returned: bool = False  # its buffer is back in the pool
 
 
 class FileReader:
@@ -391,6 +401,10 @@ class FileReader:
             if entry is None and sequential and not whole:
                 entry = self._prefetch(span.block)
             if entry is not None:
+                # Counted now, before _advance_window may drop the entry below:
+                # its buffer must not go back to the pool (and into another
+                # block's fetch) before this copy has read it.
+                entry.copies += 1
                 jobs.append(self._copy(entry, span, target))
             else:
                 jobs.append(
@@ -425,6 +439,13 @@ class FileReader:
         view = memoryview(buffer)[:length]
         task = self.fetcher.spawn(self.fetcher.read(self.info, self.block_size, index, 0, view))
         entry = _Prefetch(index, buffer, length, task)
+
+        def fetch_done(task: asyncio.Task[int]) -> None:
+            if not task.cancelled():
+                task.exception()  # retrieved: no "never retrieved" warning; _copy reports it
+            self._give_back(entry)
+
+        task.add_done_callback(fetch_done)
         self._window[index] = entry
         return entry
 
@@ -440,37 +461,52 @@ class FileReader:
                 self._prefetch(index)
 
     async def _copy(self, entry: _Prefetch, span: BlockSpan, target: memoryview) -> int:
+        """Wait for a read-ahead block, then copy ``span`` of it into ``target``.
+
+        The caller counted this copy in ``entry.copies`` when it made the
+        coroutine; the count drops when the copy is done (or failed).
+        """
         try:
-            await asyncio.shield(entry.task)
-        except asyncio.CancelledError:
-            if entry.task.cancelled():  # the client is closing
-                raise Unavailable(f"{self.info.path}: client closed during the read") from None
-            raise
-        except BaseException:
-            if self._window.get(entry.index) is entry:
-                self._release(self._window.pop(entry.index))
-            raise
-        target[:] = memoryview(entry.buffer)[span.start : span.start + span.length]
-        self.fetcher.stats.readahead_hits += 1
-        return span.length
+            try:
+                await asyncio.shield(entry.task)
+            except asyncio.CancelledError:
+                if entry.task.cancelled():  # the client is closing
+                    raise Unavailable(f"{self.info.path}: client closed during the read") from None
+                raise
+            except BaseException:
+                if self._window.get(entry.index) is entry:
+                    self._release(self._window.pop(entry.index))
+                raise
+            target[:] = memoryview(entry.buffer)[span.start : span.start + span.length]
+            self.fetcher.stats.readahead_hits += 1
+            return span.length
+        finally:
+            entry.copies -= 1
+            self._give_back(entry)
 
     def _drop_window(self, keep: range = range(0)) -> None:
         for index in [i for i in self._window if i not in keep]:
             self._release(self._window.pop(index))
 
     def _release(self, entry: _Prefetch) -> None:
-        """Return the entry's buffer once nothing can write into it any more."""
-        buffers = self.buffers
+        """The entry left the window: its buffer goes back once nobody uses it."""
+        entry.dropped = True
+        self._give_back(entry)
 
-        def give_back(task: asyncio.Task[int]) -> None:
-            if not task.cancelled():
-                task.exception()  # retrieved: no "never retrieved" warning
-            buffers.put(entry.buffer)
+    def _give_back(self, entry: _Prefetch) -> None:
+        """Return the entry's buffer to the pool if nothing can touch it any more.
 
-        if entry.task.done():
-            give_back(entry.task)
-        else:
-            entry.task.add_done_callback(give_back)
+        Called when the entry is dropped, when its fetch ends and when a copy
+        from it ends. Giving it back earlier would let the next read-ahead
+        fetch (a UFS read writes from a thread at once) overwrite bytes a
+        :meth:`_copy` has yet to read: another block's bytes in the caller's
+        buffer. A copy whose task was cancelled before it ever ran keeps its
+        count: that buffer is then left to the garbage collector, never reused.
+        """
+        if entry.returned or not entry.dropped or entry.copies or not entry.task.done():
+            return
+        entry.returned = True
+        self.buffers.put(entry.buffer)
 
     def _check_open(self) -> None:
         if self._closed:
