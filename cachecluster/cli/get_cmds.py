@@ -350,6 +350,36 @@ _ROWS: dict[str, Callable[..., tuple[list[str], list[list[str]]]]] = {
 }
 
 
+_RUNTIME_KIND_OF = {
+    "cacheruntime": "cacheruntime",
+    "jindo": "jindoruntime",
+    "alluxio": "alluxioruntime",
+    "juicefs": "juicefsruntime",
+    "thin": "thinruntime",
+}
+
+
+def runtime_kinds(text: str) -> set[str] | None:
+    """The runtime kinds (lowercase) ``text`` asks for; ``None`` for every runtime.
+
+    ``get jindoruntime`` shows JindoRuntimes only, as kubectl would; ``get
+    runtimes`` shows every kind.
+    """
+    wanted: set[str] = set()
+    for part in text.lower().split(","):
+        base = part.split(".", 1)[0]
+        if _KINDS.get(base) != "runtimes":
+            continue
+        singular = base[:-1] if base.endswith("runtimes") else base
+        kind = _RUNTIME_KIND_OF.get(singular) or _RUNTIME_KIND_OF.get(
+            singular.removesuffix("runtime")
+        )
+        if kind is None:
+            return None  # runtime, runtimes
+        wanted.add(kind)
+    return wanted or None
+
+
 def parse_kinds(text: str) -> list[str]:
     """``dataset,jindoruntime`` as ``["datasets", "runtimes"]``; an unknown kind is an error."""
     kinds: list[str] = []
@@ -392,6 +422,9 @@ def cmd_get(args: argparse.Namespace) -> int:
     if args.name and args.all_namespaces:
         raise InvalidArgument("get: a NAME cannot be combined with -A")
     found = asyncio.run(_fetch(args, kinds))
+    only = runtime_kinds(args.kind)
+    if only is not None and "runtimes" in found:
+        found["runtimes"] = [item for item in found["runtimes"] if item.kind.lower() in only]
     text = render(found, args.output, args.all_namespaces)
     if not text:
         where = "any namespace" if args.all_namespaces else f"{_namespace(args)} namespace"

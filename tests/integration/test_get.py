@@ -21,6 +21,7 @@ from cachecluster.cli.get_cmds import (
     parse_kinds,
     percentage,
     render_table,
+    runtime_kinds,
 )
 from cachecluster.cli.main import main
 from cachecluster.client.sync_client import Client
@@ -80,6 +81,9 @@ def test_kinds() -> None:
     assert parse_kinds("DataLoads") == ["dataloads"]
     with pytest.raises(InvalidArgument, match="unknown resource type"):
         parse_kinds("pods")
+    assert runtime_kinds("runtimes") is None
+    assert runtime_kinds("dataset,jindoruntime") == {"jindoruntime"}
+    assert runtime_kinds("jindo,JuiceFSRuntimes") == {"jindoruntime", "juicefsruntime"}
 
 
 # -- against a cluster ---------------------------------------------------------------

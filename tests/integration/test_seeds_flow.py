@@ -221,6 +221,8 @@ def test_seed_flow(
         "AGE",
     ]
     assert columns(runtime_table[1])[:4] == ["shared-dataset", "Ready", "Ready", "Ready"]
+    assert re.fullmatch(r"\d+s|\d+m\d*s?", columns(runtime_table[1])[4])
+    assert "No resources found" in cli(cluster, capsys, "get", "juicefsruntime", "-n", "share")
 
     # the DataLoad warms the whole dataset
     load = tmp_path / "dataload.yaml"
