@@ -300,9 +300,16 @@ async def apply_document(
         )
     if answer_dl.created:
         return "created", 0
-    if previous is not None and DataLoadSpec.from_dict(previous) == spec:
+    if previous is not None and _same_dataload(previous, spec):
         return "unchanged", max(runs - 1, 0)
     return "configured", runs
+
+
+def _same_dataload(previous: dict[str, Any], spec: DataLoadSpec) -> bool:
+    try:
+        return DataLoadSpec.from_dict(previous) == spec
+    except ConfigError:
+        return False
 
 
 async def _apply(args: argparse.Namespace) -> int:

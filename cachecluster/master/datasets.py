@@ -95,7 +95,8 @@ class MountInfo:
     name: str
     uri: str
     path: str
-    options: Mapping[str, str]
+    options: Mapping[str, str] = dataclasses.field(repr=False)
+    """May hold credentials: never in ``repr`` (log lines), only in ``GetMount``."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

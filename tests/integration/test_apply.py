@@ -223,6 +223,18 @@ def test_apply_seed_yaml_secrets_runtime_scaling_and_restart(
     code, out, err = run(capsys, "delete", "-f", str(ref_path), "--home", home)
     assert (code, out) == (0, "dataset.data.fluid.io/ref-dataset deleted\n"), err
 
+    # replicas 2 -> 1 stops the extra worker (and drops its MEM tier).
+    code, out, err = run(capsys, "apply", "-f", str(path), "--home", home)
+    assert code == 0, err
+    assert out.splitlines()[-2:] == [
+        "jindoruntime.data.fluid.io/shared-dataset configured",
+        "stopped worker w1 (replicas: 1)",
+    ]
+    assert [w.worker_id for w in LocalCluster.attach(cluster.home).workers] == ["w0"]
+    assert not (layout.shm_root / "w1").exists()
+    with Client(cluster.master_address) as client:
+        assert client.cat("share/shared-dataset/vocab.txt") == contents["vocab.txt"]
+
 
 MASTER_SIDE = [
     (
