@@ -11,6 +11,7 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -197,3 +198,40 @@ def test_deleting_a_referenced_source_is_refused(
     err = capsys.readouterr().err
     assert code != 0
     assert "referenced by ref/sub" in err
+
+
+def test_mounts_added_and_removed_on_a_live_dataset(
+    cluster: LocalCluster, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    write_tree(tmp_path / "one", {"a.bin": b"a" * 100})
+    write_tree(tmp_path / "two", {"b.bin": b"b" * 200, "deep/c.bin": b"c" * 300})
+    one = {"mountPoint": f"local://{tmp_path / 'one'}", "name": "one", "path": "/one"}
+    two = {"mountPoint": f"local://{tmp_path / 'two'}", "name": "two", "path": "/two"}
+
+    def apply(namespace: str, name: str, spec: dict[str, Any]) -> None:
+        run_sync(apply_dataset_async(cluster.master_address, namespace, name, spec))
+
+    apply("share", "live", {"mounts": [one]})
+    apply("ref", "live", {"mounts": [{"mountPoint": "dataset://share/live"}]})
+    with Client(cluster.master_address, metadata_ttl=0.1) as client:
+
+        def walk(path: str) -> list[str]:
+            found: list[str] = []
+            for entry in client.ls(f"ref/live/{path}".rstrip("/"), detail=True):
+                rel = entry.path.split("/", 2)[2]
+                found.extend(walk(rel) if entry.is_dir else [rel])
+            return sorted(found)
+
+        assert walk("") == ["one/a.bin"]
+        apply("share", "live", {"mounts": [one, two]})
+        time.sleep(0.2)  # the client's metadata TTL; the master sees the change at once
+        assert walk("") == ["one/a.bin", "two/b.bin", "two/deep/c.bin"]
+        assert client.cat("ref/live/two/deep/c.bin") == b"c" * 300
+        (mirror,) = get_json(cluster, capsys, "dataset", "live", "-n", "ref")
+        assert mirror["ufsTotalBytes"] == 600 and mirror["fileCount"] == 3
+
+        apply("share", "live", {"mounts": [two]})
+        time.sleep(0.2)
+        assert walk("") == ["two/b.bin", "two/deep/c.bin"]  # one/ is gone
+        (mirror,) = get_json(cluster, capsys, "dataset", "live", "-n", "ref")
+        assert mirror["ufsTotalBytes"] == 500
