@@ -52,7 +52,8 @@ from cachecluster.cli.context import (
     resolve_master,
 )
 from cachecluster.cli.dataset_cmds import parse_ref
-from cachecluster.cli.load_cmds import open_channel, outcome_line, token_from, wait_for_dataload
+from cachecluster.cli.load_cmds import open_channel, outcome_line, wait_for_dataload
+from cachecluster.client.master_api import resolve_token
 from cachecluster.common.error_map import to_exit_code
 from cachecluster.common.errors import (
     CacheClusterError,
@@ -316,7 +317,7 @@ async def _apply(args: argparse.Namespace) -> int:
     text, source = read_source(args.filename)
     documents = parse_documents(text, source)
     master = resolve_master(args)
-    token = token_from(args)
+    token = resolve_token(args.token, resolve_home(args.home))
     local_home = _local_cluster(args, master)
     loads: list[tuple[Document, int]] = []
     ordered = [d for d in documents if isinstance(d.spec, SecretDoc)]
@@ -418,7 +419,9 @@ async def _delete(args: argparse.Namespace) -> int:
         namespace, name = parse_ref(args.ref)
         targets = [(category, namespace, name, f"{resource}/{name}")]
     missing = 0
-    async with open_channel(resolve_master(args), token_from(args)) as channel:
+    async with open_channel(
+        resolve_master(args), resolve_token(args.token, resolve_home(args.home))
+    ) as channel:
         stubs = Stubs(channel)
         for category, namespace, name, resource in targets:
             if await delete_one(stubs, category, namespace, name):
@@ -446,7 +449,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--wait", action="store_true", help="follow the file's DataLoads until they finish"
     )
     apply.add_argument(
-        "--token", default=None, help="namespace token (default $CACHECLUSTER_TOKEN)"
+        "--token",
+        default=None,
+        help="namespace token (default $CACHECLUSTER_TOKEN, else the local cluster admin's)",
     )
     add_master_argument(apply)
     apply.set_defaults(handler=cmd_apply)
@@ -460,7 +465,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     delete.add_argument("ref", nargs="?", help="NS/NAME (NAME alone: namespace default)")
     delete.add_argument("-f", "--filename", default=None, help="YAML file, or - for stdin")
     delete.add_argument(
-        "--token", default=None, help="namespace token (default $CACHECLUSTER_TOKEN)"
+        "--token",
+        default=None,
+        help="namespace token (default $CACHECLUSTER_TOKEN, else the local cluster admin's)",
     )
     add_master_argument(delete)
     delete.set_defaults(handler=cmd_delete)

@@ -368,3 +368,49 @@ def test_oss_seeds_verbatim_with_dataload_wait(
     logs = [p.read_text(errors="replace") for p in (cluster.home / "logs").glob("*.log")]
     for text in outputs + logs:
         assert oss_server.access_key_secret not in text
+
+
+def test_apply_on_a_cluster_with_auth(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The local admin applies without --token; a namespace token only into its namespace."""
+    home = tmp_path / "auth"
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "f.txt").write_bytes(b"hello")
+    text = (
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: creds, namespace: team}\n"
+        "stringData: {token: TOPSECRETTOKENVALUE}\n---\n"
+        "apiVersion: cachecluster.io/v1alpha1\nkind: Dataset\n"
+        "metadata: {name: data, namespace: team}\n"
+        f"spec:\n  mounts:\n  - mountPoint: local://{data}\n"
+        "---\napiVersion: cachecluster.io/v1alpha1\nkind: CacheRuntime\n"
+        "metadata: {name: data, namespace: team}\n"
+        "spec:\n  replicas: 1\n  tieredstore:\n    levels:\n"
+        f"    - {{mediumtype: SSD, path: {tmp_path / 'ssd'}, quota: 64Mi}}\n"
+    )
+    path = tmp_path / "team.yaml"
+    path.write_text(text)
+    with LocalCluster(home, workers=1, block_size="1Mi", auth=True) as cluster:
+        code, out, err = run(capsys, "apply", "-f", str(path), "--home", str(home))
+        assert code == 0, err
+        assert out.splitlines() == [
+            "secret/creds created",
+            "dataset.cachecluster.io/data created",
+            "cacheruntime.cachecluster.io/data created",
+            f"restarting worker w0 to apply tieredstore: SSD {tmp_path / 'ssd'} 64Mi",
+        ]
+        assert LocalCluster.attach(home).workers[0].tiers[0].path == str(tmp_path / "ssd" / "w0")
+        other = cluster.token("other")
+        code, out, err = run(
+            capsys, "apply", "-f", str(path), "--home", str(home), "--token", other
+        )
+        assert code != 0 and out == ""
+        assert "a token for namespace 'other' cannot change" in err
+        own = cluster.token("team")
+        code, out, err = run(capsys, "apply", "-f", str(path), "--home", str(home), "--token", own)
+        assert code == 0, err
+        assert out.splitlines() == [
+            "secret/creds unchanged",
+            "dataset.cachecluster.io/data unchanged",
+            "cacheruntime.cachecluster.io/data unchanged",
+        ]
+        assert "TOPSECRETTOKENVALUE" not in out + err
