@@ -16,6 +16,17 @@ ring (clients ask ``GetRing(known_epoch)`` and keep their ring on
 
 The state is soft: nothing is persisted. After a master restart workers learn
 from a heartbeat answer that they must register again, and report their blocks.
+
+Start-up grace. Right after a (re)start the master knows only the workers that
+registered so far: its ring is a part of the real one. A reader or worker that
+still holds a ring of an earlier master (an epoch this master never issued)
+should keep it rather than move blocks to fewer workers, which would fetch
+them from the UFS again: for ``startup_grace`` seconds (default
+``missed_heartbeats`` x ``heartbeat_interval``, the time within which a live
+worker must have beaten anyway), extended by one interval after each
+registration while workers keep coming back (at most twice the grace),
+:meth:`Membership.ring_withheld` says how long such a holder should wait.
+Holders without a ring, or with one of this master, get the ring at once.
 """
 
 from __future__ import annotations
@@ -161,6 +172,7 @@ class Membership:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         lost_retention: float = LOST_RETENTION_S,
+        startup_grace: float | None = None,
     ) -> None:
         self.heartbeat_interval = heartbeat_interval
         self.missed_heartbeats = missed_heartbeats
@@ -171,7 +183,12 @@ class Membership:
         self._wall_clock = wall_clock
         self._workers: dict[str, WorkerRecord] = {}
         self._epoch = int(wall_clock() * 1000)
+        self.first_epoch = self._epoch
+        """The epoch this master started with: every epoch it issues is at least this."""
         self.epoch_changes = 0
+        self.startup_grace = self.lost_after if startup_grace is None else max(0.0, startup_grace)
+        self._started = clock()
+        self._grace_ends = self._started + self.startup_grace
 
     # -- reading ---------------------------------------------------------------
 
@@ -195,6 +212,17 @@ class Membership:
     def ring_members(self) -> list[WorkerRecord]:
         """The workers on the ring (ACTIVE and SUSPECT), sorted by id."""
         return self.workers(include_lost=False)
+
+    def ring_withheld(self, known_epoch: int) -> float:
+        """Seconds a holder of ring ``known_epoch`` should keep it rather than take ours.
+
+        Positive only during the start-up grace (see the module doc), and only
+        for a ring of another master (``known_epoch`` not issued by this one);
+        0 for no ring (``known_epoch`` 0) or one of ours.
+        """
+        if not known_epoch or self.first_epoch <= known_epoch <= self._epoch:
+            return 0.0
+        return max(0.0, self._grace_ends - self._clock())
 
     def count_in_state(self, state: WorkerState) -> int:
         """How many known workers are in ``state``."""
@@ -269,6 +297,9 @@ class Membership:
         self._workers[worker_id] = record
         if reason:
             self._bump(reason)
+            if now < self._grace_ends:  # workers are coming back: wait for the rest a little
+                cap = self._started + 2 * self.startup_grace
+                self._grace_ends = min(cap, max(self._grace_ends, now + self.heartbeat_interval))
         return self._epoch
 
     def heartbeat(

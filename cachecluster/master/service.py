@@ -22,7 +22,7 @@ import grpc
 
 from cachecluster.api.documents import parse_document
 from cachecluster.api.models import CacheRuntimeSpec, check_name
-from cachecluster.common.errors import InvalidArgument, NotFound
+from cachecluster.common.errors import InvalidArgument, NotFound, Unavailable
 from cachecluster.common.grpc_errors import grpc_servicer
 from cachecluster.common.ring import RING_SCHEME
 from cachecluster.master import access
@@ -183,6 +183,12 @@ class MasterServicer(master_pb2_grpc.MasterServiceServicer):
         epoch = self._membership.epoch
         if request.known_epoch == epoch:
             return master_pb2.GetRingResponse(epoch=epoch, unchanged=True)
+        withheld = self._membership.ring_withheld(request.known_epoch)
+        if withheld > 0:  # just (re)started: our ring lacks workers that are still coming back
+            raise Unavailable(
+                f"the master has just started and workers are still registering: keep ring "
+                f"{request.known_epoch} and ask again in {withheld:.1f}s"
+            )
         return master_pb2.GetRingResponse(
             epoch=epoch,
             members=[_ring_member(record) for record in self._membership.ring_members()],

@@ -174,9 +174,13 @@ async def test_master_process_serves_and_stops_on_sigterm(
             timeout=5,
         )
         assert status.status.size == 3
-        ring = await master_pb2_grpc.MasterServiceStub(channel).GetRing(
-            master_pb2.GetRingRequest(known_epoch=epoch), timeout=5
-        )
+        stub = master_pb2_grpc.MasterServiceStub(channel)
+        # A holder of the old ring keeps it while workers come back (start-up grace)...
+        with pytest.raises(grpc.aio.AioRpcError) as withheld:
+            await stub.GetRing(master_pb2.GetRingRequest(known_epoch=epoch), timeout=5)
+        assert withheld.value.code() == grpc.StatusCode.UNAVAILABLE
+        # ... a reader with no ring gets the new one, under a new epoch.
+        ring = await stub.GetRing(master_pb2.GetRingRequest(known_epoch=0), timeout=5)
         assert not ring.unchanged and ring.epoch > epoch
     assert await asyncio.to_thread(second.terminate) == 0
 

@@ -321,3 +321,28 @@ async def test_metadata_errors(master: Master, tmp_path: Path) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as error:
         await master.metadata.GetMount(master_pb2.GetMountRequest(mount_id="0123456789abcdef"))
     assert error.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_started_master_keeps_old_rings_in_place_during_its_grace(tmp_path: Path) -> None:
+    """GetRing from a holder of an earlier master's ring: UNAVAILABLE until workers are back."""
+    config = MasterConfig(home=tmp_path / "master", replicas=1, block_size=1 << 20, vnodes=20)
+    now = [100.0]
+    membership = Membership(heartbeat_interval=1.0, missed_heartbeats=3, clock=lambda: now[0])
+    old_epoch = membership.first_epoch - 1  # what a client of the previous master holds
+    async with grpc_channel(
+        (master_pb2_grpc.add_MasterServiceServicer_to_server, MasterServicer(membership, config))
+    ) as channel:
+        stub = master_pb2_grpc.MasterServiceStub(channel)
+        await stub.RegisterWorker(register_request("w0", 7000))
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.GetRing(master_pb2.GetRingRequest(known_epoch=old_epoch))
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "keep ring" in (refused.value.details() or "")
+        # Nothing better to keep (no ring, or one of this master): served at once.
+        fresh = await stub.GetRing(master_pb2.GetRingRequest(known_epoch=0))
+        assert [m.worker_id for m in fresh.members] == ["w0"]
+        again = await stub.GetRing(master_pb2.GetRingRequest(known_epoch=fresh.epoch))
+        assert again.unchanged
+        now[0] += 3.1
+        later = await stub.GetRing(master_pb2.GetRingRequest(known_epoch=old_epoch))
+        assert [m.worker_id for m in later.members] == ["w0"]

@@ -226,3 +226,47 @@ async def test_background_check_loses_a_silent_worker() -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def test_a_restarted_master_withholds_its_partial_ring_from_old_ring_holders(
+    clock: FakeClock,
+) -> None:
+    old = Membership(heartbeat_interval=1.0, missed_heartbeats=3, clock=clock, wall_clock=lambda: 1)
+    old.register("w0", 1, endpoint(7000))
+    old.register("w1", 1, endpoint(7100))
+    old_epoch = old.epoch
+    new = Membership(heartbeat_interval=1.0, missed_heartbeats=3, clock=clock, wall_clock=lambda: 9)
+    assert new.startup_grace == 3.0
+    # An old ring is kept for the grace; no ring, or one of this master, is served at once.
+    assert new.ring_withheld(old_epoch) == pytest.approx(3.0)
+    assert new.ring_withheld(new.epoch + 10**9) == pytest.approx(3.0)  # not issued by us either
+    assert new.ring_withheld(0) == 0.0
+    new.register("w0", 1, endpoint(7000))
+    assert new.ring_withheld(new.epoch) == 0.0
+    assert new.ring_withheld(new.first_epoch) == 0.0
+    clock.now += 2.9
+    assert new.ring_withheld(old_epoch) == pytest.approx(0.1)
+    clock.now += 0.2
+    assert new.ring_withheld(old_epoch) == 0.0
+
+
+def test_the_grace_grows_while_workers_come_back_but_is_bounded(clock: FakeClock) -> None:
+    members = Membership(heartbeat_interval=1.0, missed_heartbeats=2, clock=clock)
+    old_epoch = members.first_epoch - 5
+    clock.now += 1.5
+    members.register("w0", 1, endpoint(7000))
+    assert members.ring_withheld(old_epoch) == pytest.approx(1.0)  # joined 1.5 s in: 2.5 s
+    members.register("w0", 1, endpoint(7000))  # no change: no extension
+    assert members.ring_withheld(old_epoch) == pytest.approx(1.0)
+    for port in range(7100, 7600, 100):
+        clock.now += 0.8
+        members.register(f"w{port}", 1, endpoint(port))
+    assert members.ring_withheld(old_epoch) == 0.0  # capped at twice the grace (4 s)
+    members.register("w9", 1, endpoint(7900))
+    assert members.ring_withheld(old_epoch) == 0.0  # after the grace a join extends nothing
+
+
+def test_no_grace_when_configured_off(clock: FakeClock) -> None:
+    members = Membership(heartbeat_interval=1.0, clock=clock, startup_grace=0)
+    members.register("w0", 1, endpoint())
+    assert members.ring_withheld(members.first_epoch - 1) == 0.0
