@@ -57,9 +57,12 @@ def is_secret_key(key: str) -> bool:
     return any(word in lowered for word in _SECRET_WORDS)
 
 
+MASK = "***"
+
+
 def mask_options(options: Mapping[str, str]) -> dict[str, str]:
     """``options`` with the values of credential-looking keys replaced by ``***``."""
-    return {key: "***" if is_secret_key(key) else value for key, value in options.items()}
+    return {key: MASK if is_secret_key(key) else value for key, value in options.items()}
 
 
 def check_name(field: str, value: Any, *, label: bool = False) -> str:

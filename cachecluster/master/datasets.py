@@ -48,7 +48,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from cachecluster.api.models import DatasetSpec, mask_options
+from cachecluster.api.models import MASK, DatasetSpec, is_secret_key, mask_options
 from cachecluster.common.errors import ConfigError, InvalidArgument, NotFound
 from cachecluster.master.references import DatasetReference, check_deletable, check_reference
 from cachecluster.master.runtimes import DEFAULT_RUNTIME, RuntimeRegistry, binding_of
@@ -279,7 +279,34 @@ class DatasetRegistry:
         datasets (references) are :mod:`cachecluster.master.references`'.
         """
         check_ref(namespace, name)
-        return parse_mounts(namespace, name, spec, self.secrets)
+        return parse_mounts(namespace, name, self.unmask(namespace, name, spec), self.secrets)
+
+    def unmask(self, namespace: str, name: str, spec: Any) -> Any:
+        """``spec`` with each ``***`` option value (as answers mask them) put back from the
+        applied spec, so that a client that read a spec and sends it back changes no secret."""
+        old = self._datasets.get((namespace, name))
+        if old is None or not isinstance(spec, dict):
+            return spec
+        spec = json.loads(json.dumps(spec))
+
+        def restore(new: Any, previous: Any) -> None:
+            if not isinstance(new, dict) or not isinstance(previous, dict):
+                return
+            for key, value in new.items():
+                if value == MASK and key in previous and is_secret_key(key):
+                    new[key] = previous[key]
+
+        restore(spec.get("sharedOptions"), old.spec.get("sharedOptions"))
+        old_mounts = {
+            (m.get("name"), m.get("mountPoint")): m
+            for m in old.spec.get("mounts") or []
+            if isinstance(m, dict)
+        }
+        for mount in spec.get("mounts") or []:
+            if isinstance(mount, dict):
+                previous = old_mounts.get((mount.get("name"), mount.get("mountPoint")))
+                restore(mount.get("options"), (previous or {}).get("options"))
+        return spec
 
     def _record(
         self,
@@ -312,6 +339,7 @@ class DatasetRegistry:
         The file is written before the change shows, so a failed write changes
         nothing. Applying the same spec again keeps the generation.
         """
+        spec = self.unmask(namespace, name, spec)
         mounts = self.validate(namespace, name, spec)
         source = _parse_spec(namespace, name, spec).reference
         check_reference(

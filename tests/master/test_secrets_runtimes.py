@@ -275,3 +275,20 @@ def test_runtime_spec_round_trip_through_the_file(tmp_path: Path) -> None:
     again = RuntimeRegistry(tmp_path)
     again.load()
     assert again.get("ns", "r").spec == spec
+
+
+async def test_masked_spec_sent_back_keeps_the_secret(master: Master, tmp_path: Path) -> None:
+    """``dataset add`` reads the (masked) spec and applies it again with a new mount."""
+    options = {"fs.local.note": "plain", "my.password": "inline-pw"}
+    spec = {"mounts": [{"mountPoint": f"local://{tmp_path}", "name": "a", "options": options}]}
+    first = await master.datasets.ApplyDataset(
+        master_pb2.ApplyDatasetRequest(ref=ref(), spec_json=json.dumps(spec).encode())
+    )
+    masked = json.loads(first.dataset.spec_json)
+    assert masked["mounts"][0]["options"]["my.password"] == "***"
+    again = await master.datasets.ApplyDataset(
+        master_pb2.ApplyDatasetRequest(ref=ref(), spec_json=json.dumps(masked).encode())
+    )
+    assert again.dataset.generation == first.dataset.generation
+    (mount,) = master.registry.get("share", "shared-dataset").mounts
+    assert mount.options["my.password"] == "inline-pw"
