@@ -144,9 +144,10 @@ def parse_document(raw: Any, source: str = "-", index: int = 1) -> Document:
     else:
         allowed = API_VERSIONS
     if api_version not in allowed:
+        what = "is required" if api_version is None else f"{api_version!r} is not valid"
         raise ConfigError(
             f"{here} ({kind}): apiVersion",
-            f"{api_version!r} is not valid for kind {kind} (expected {' or '.join(allowed)})",
+            f"{what} for kind {kind} (expected {' or '.join(allowed)})",
         )
     metadata = raw.get("metadata")
     if not isinstance(metadata, Mapping):

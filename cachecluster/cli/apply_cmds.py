@@ -405,16 +405,14 @@ async def _delete(args: argparse.Namespace) -> int:
     targets: list[tuple[str, str, str, str]] = []  # category, namespace, name, resource
     if args.filename:
         if args.kind or args.ref:
-            raise InvalidArgument("delete: give either -f FILE or KIND NS/NAME, not both")
+            raise InvalidArgument("give either -f FILE or KIND NS/NAME, not both")
         text, source = read_source(args.filename)
         documents = parse_documents(text, source)
         documents.sort(key=lambda d: (_DELETE_ORDER[d.category], d.index))
         targets = [(d.category, d.namespace, d.name, d.resource) for d in documents]
     else:
         if not args.kind or not args.ref:
-            raise InvalidArgument(
-                "delete: expected -f FILE, or dataset|runtime|dataload|secret NS/NAME"
-            )
+            raise InvalidArgument("expected -f FILE, or dataset|runtime|dataload|secret NS/NAME")
         category, resource = _KINDS[args.kind]
         namespace, name = parse_ref(args.ref)
         targets = [(category, namespace, name, f"{resource}/{name}")]

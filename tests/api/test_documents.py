@@ -252,3 +252,12 @@ def test_one_bad_document_fails_the_whole_file() -> None:
     bad = RT + "spec: {replicas: 0}\n"
     with pytest.raises(ConfigError, match="doc 2"):
         parse_documents(good + "---\n" + bad, "bad.yaml")
+
+
+def test_missing_api_version_is_required() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_documents("kind: Dataset\nmetadata: {name: d}\n", "f.yaml")
+    assert str(info.value) == (
+        "f.yaml doc 1 (Dataset): apiVersion: is required for kind Dataset "
+        "(expected cachecluster.io/v1alpha1 or data.fluid.io/v1alpha1)"
+    )
