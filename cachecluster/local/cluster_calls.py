@@ -63,7 +63,7 @@ def admin_token(home: str | Path | None, ttl: float = 3600.0) -> str | None:
 
 
 def master_channel(master_address: str, token: str | None = None) -> grpc.aio.Channel:
-    """A channel to the master sending ``token`` (if any) with every call."""
+    """A channel to the master (or a worker's gRPC) sending ``token`` (if any) with every call."""
     return grpc.aio.insecure_channel(
         master_address, interceptors=auth_interceptors(lambda: token) if token else None
     )
@@ -150,20 +150,20 @@ def wait_workers_active(
 
 
 async def fetch_worker_stats(
-    grpc_address: str, *, timeout: float = RPC_TIMEOUT_S
+    grpc_address: str, *, timeout: float = RPC_TIMEOUT_S, token: str | None = None
 ) -> worker_pb2.GetStatsResponse:
     """A worker's ``GetStats`` (tiers, counters, block count now) at its gRPC ``host:port``."""
-    async with grpc.aio.insecure_channel(grpc_address) as channel:
+    async with master_channel(grpc_address, token) as channel:
         stub = worker_pb2_grpc.WorkerServiceStub(channel)
         with rpc_errors():
             return await stub.GetStats(worker_pb2.GetStatsRequest(), timeout=timeout)
 
 
 def worker_stats(
-    grpc_address: str, *, timeout: float = RPC_TIMEOUT_S
+    grpc_address: str, *, timeout: float = RPC_TIMEOUT_S, token: str | None = None
 ) -> worker_pb2.GetStatsResponse:
-    """:func:`fetch_worker_stats`, synchronously."""
-    return run_sync(fetch_worker_stats(grpc_address, timeout=timeout))
+    """:func:`fetch_worker_stats`, synchronously (``token``: an admin token, with auth on)."""
+    return run_sync(fetch_worker_stats(grpc_address, timeout=timeout, token=token))
 
 
 async def apply_dataset_async(

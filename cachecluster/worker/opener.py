@@ -15,7 +15,9 @@ pinned: a UFS object that changed since the reader saw it raises
 With a cluster secret, a data request must carry a read capability the master
 signed (:mod:`cachecluster.common.auth`) that covers the block's mount and
 path; otherwise the reader gets a ``PermissionDenied`` error response (the
-connection stays usable). ``LoadBlocks`` (gRPC) is not checked here.
+connection stays usable). The worker's gRPC calls (``LoadBlocks``, from the
+master and from peers replicating) need the system token instead (see
+``worker/server.py``).
 
 Replication. With ``replicas`` R > 1 a block should end on R distinct
 workers: after a fetch from the UFS, if this worker is the block's first
@@ -50,6 +52,7 @@ import grpc
 from cachecluster.common.auth import verify_capability
 from cachecluster.common.errors import InvalidArgument, NotFound
 from cachecluster.common.frames import ReadRequest
+from cachecluster.common.grpc_auth import auth_interceptors, system_token_source
 from cachecluster.common.grpc_errors import error_from_rpc_error
 from cachecluster.common.paths import normalize_path
 from cachecluster.protos import worker_pb2, worker_pb2_grpc
@@ -172,8 +175,16 @@ class UfsBlockOpener:
 class Replicator:
     """Queues blocks for the other owners and sends them LoadBlocks calls in the background."""
 
-    def __init__(self, ring: RingView, *, parallelism: int = 4, max_queued: int = 10_000) -> None:
+    def __init__(
+        self,
+        ring: RingView,
+        *,
+        parallelism: int = 4,
+        max_queued: int = 10_000,
+        cluster_secret: bytes | None = None,
+    ) -> None:
         self.ring = ring
+        self._token_source = system_token_source(cluster_secret)
         self.max_queued = max_queued
         self._slots = asyncio.Semaphore(max(1, parallelism))
         self._queues: dict[str, collections.deque[worker_pb2.BlockRef]] = {}
@@ -316,7 +327,11 @@ class Replicator:
             task = asyncio.ensure_future(known[1].close())
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
-        channel = grpc.aio.insecure_channel(target, options=PEER_CHANNEL_OPTIONS)
+        channel = grpc.aio.insecure_channel(
+            target,
+            options=PEER_CHANNEL_OPTIONS,
+            interceptors=auth_interceptors(self._token_source),
+        )
         self._channels[peer] = (target, channel)
         return channel
 

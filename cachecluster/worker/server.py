@@ -31,6 +31,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry, start_http_server
 
+from cachecluster.common.auth import ADMIN_NAMESPACE, SYSTEM_NAMESPACE
+from cachecluster.common.auth_interceptor import TokenInterceptor
 from cachecluster.common.endpoint_file import remove_endpoint_file, write_endpoint_file
 from cachecluster.common.errors import ConfigError
 from cachecluster.common.grpc_auth import auth_interceptors, system_token_source
@@ -46,6 +48,8 @@ from cachecluster.worker.placement import RingView
 from cachecluster.worker.service import WorkerServicer
 
 log = logging.getLogger("cachecluster.worker.server")
+
+GET_STATS = "/cachecluster.v1.WorkerService/GetStats"
 
 WORKER_SERVICE_NAME = "cachecluster.v1.WorkerService"
 
@@ -101,6 +105,7 @@ async def run_worker(config: WorkerConfig, *, stop: asyncio.Event | None = None)
             ring,
             parallelism=config.replication_parallelism,
             max_queued=config.replication_queue,
+            cluster_secret=config.cluster_secret,
         )
         cleanup.push_async_callback(replicator.close)
         opener = UfsBlockOpener(
@@ -192,7 +197,17 @@ async def _start_grpc(
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """The gRPC server with WorkerService and health, started; its bound port."""
     # Without so_reuseport=0 a second worker on the same port would share it silently.
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    interceptors = []
+    if config.cluster_secret is not None:
+        # LoadBlocks/EvictBlocks: the master and peer workers only; GetStats also the admin.
+        interceptors.append(
+            TokenInterceptor(
+                config.cluster_secret,
+                admitted={GET_STATS: (SYSTEM_NAMESPACE, ADMIN_NAMESPACE)},
+                default=(SYSTEM_NAMESPACE,),
+            )
+        )
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)], interceptors=interceptors)
     servicer = WorkerServicer(
         worker_id=config.worker_id,
         incarnation=config.incarnation,

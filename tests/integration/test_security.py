@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 
 from cachecluster.client.capabilities import _Held
@@ -28,7 +29,13 @@ from cachecluster.common import auth
 from cachecluster.common.errors import InvalidPath, NotFound, PermissionDenied
 from cachecluster.common.frames import BlockRef
 from cachecluster.local.cluster import LocalCluster
-from cachecluster.local.cluster_calls import apply_dataset_async, run_sync
+from cachecluster.local.cluster_calls import (
+    apply_dataset_async,
+    fetch_worker_stats,
+    master_channel,
+    run_sync,
+)
+from cachecluster.protos import worker_pb2, worker_pb2_grpc
 from cachecluster.worker.block_key import BlockKey
 from cachecluster.worker.tiers import Medium, TierConfig
 
@@ -172,7 +179,9 @@ async def test_workers_refuse_forged_expired_and_out_of_scope_capabilities(
             await conn.close()
 
 
-def _cli(home: Path, *args: str, token: str | None) -> subprocess.CompletedProcess[str]:
+def _cli(
+    home: Path, *args: str, token: str | None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("CACHECLUSTER_TOKEN",)}
     env["CACHECLUSTER_HOME"] = str(home)
     if token is not None:
@@ -181,7 +190,7 @@ def _cli(home: Path, *args: str, token: str | None) -> subprocess.CompletedProce
         [sys.executable, "-m", "cachecluster", *args],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout,
         env=env,
     )
 
@@ -226,6 +235,38 @@ async def test_a_refused_capability_is_asked_again_once(secure_cluster: LocalClu
         assert await client.cat("a/ds/x.bin") == FILES["a/x.bin"]
         assert await caps.get("a/ds") != stale
         assert client.stats.worker_failures == 0 and client.stats.ufs_reads == 0
+
+
+async def test_worker_grpc_needs_the_system_token(secure_cluster: LocalCluster) -> None:
+    worker = secure_cluster.workers[0]
+    request = worker_pb2.LoadBlocksRequest(blocks=[])
+    for token, code in (
+        (None, grpc.StatusCode.UNAUTHENTICATED),
+        (secure_cluster.token("a"), grpc.StatusCode.PERMISSION_DENIED),
+        (secure_cluster.token(auth.ADMIN_NAMESPACE), grpc.StatusCode.PERMISSION_DENIED),
+    ):
+        async with master_channel(worker.grpc_address, token) as channel:
+            stub = worker_pb2_grpc.WorkerServiceStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.LoadBlocks(request, timeout=10)
+            assert info.value.code() == code
+            if token is None:
+                with pytest.raises(grpc.aio.AioRpcError):
+                    await stub.GetStats(worker_pb2.GetStatsRequest(), timeout=10)
+    admin = secure_cluster.token(auth.ADMIN_NAMESPACE)
+    stats = await fetch_worker_stats(worker.grpc_address, token=admin)
+    assert stats.worker_id == worker.worker_id
+
+
+def test_dataload_runs_with_auth_on(secure_cluster: LocalCluster) -> None:
+    """The master sends LoadBlocks with the system token; a namespace loads its own dataset."""
+    load = _cli(
+        secure_cluster.home, "load", "a/ref", "-q", token=secure_cluster.token("a"), timeout=120
+    )
+    assert load.returncode == 0, load.stdout + load.stderr
+    assert "Complete" in load.stdout + load.stderr, load.stdout + load.stderr
+    refused = _cli(secure_cluster.home, "load", "b/ds", "-q", token=secure_cluster.token("a"))
+    assert refused.returncode != 0
 
 
 async def test_reads_survive_a_killed_worker_without_ufs_access(
