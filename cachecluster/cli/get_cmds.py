@@ -31,6 +31,7 @@ import grpc
 import yaml
 
 from cachecluster.cli.context import add_master_argument, resolve_home, resolve_master
+from cachecluster.cli.load_cmds import dataload_rows as load_rows
 from cachecluster.client.master_api import resolve_token
 from cachecluster.common.errors import InvalidArgument, NotFound
 from cachecluster.common.grpc_auth import auth_interceptors
@@ -265,18 +266,25 @@ def dataload_document(load: dataload_pb2.DataLoad) -> dict[str, Any]:
 def dataload_rows(
     loads: Sequence[dataload_pb2.DataLoad], *, wide: bool, all_namespaces: bool
 ) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of ``get dataloads`` (wide adds PROGRESS)."""
+    """Header and rows of ``get dataloads`` (wide adds PROGRESS).
+
+    The cells come from :func:`cachecluster.cli.load_cmds.dataload_rows` (DATASET
+    is ``ns/name`` for a dataset of another namespace; DURATION stays empty
+    until a run started, as Fluid prints it); AGE and DURATION use the same
+    kubectl form as the other tables.
+    """
     header = ["NAME", "DATASET", "PHASE", "AGE", "DURATION"]
     if wide:
         header.append("PROGRESS")
     rows = []
-    for load in loads:
-        doc = dataload_document(load)
-        row = [load.ref.name, load.dataset.name, load.status.phase or "Pending", doc["age"]]
-        row.append(doc["duration"])
+    for load, cells in zip(loads, load_rows(loads), strict=True):
+        duration = _duration_ms(load)
+        row = [cells["NAME"], cells["DATASET"], cells["PHASE"] or "Pending"]
+        row.append(age_of(load.created_ms))
+        row.append(human_duration(duration / 1000) if cells["DURATION"] and duration >= 0 else "")
         if wide:
-            row.append(doc["percentage"])
-        rows.append(([load.ref.namespace] if all_namespaces else []) + row)
+            row.append(cells["PROGRESS"])
+        rows.append(([cells["NAMESPACE"]] if all_namespaces else []) + row)
     return (["NAMESPACE"] if all_namespaces else []) + header, rows
 
 

@@ -17,17 +17,18 @@ import json
 import random
 import re
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from cachecluster.cli.main import main
 from cachecluster.client.sync_client import Client
 from cachecluster.common import auth
 from cachecluster.local.cluster import LocalCluster
-from cachecluster.local.cluster_calls import worker_stats
 from tests.integration.conftest import held_blocks
 from tests.servers.seaweed import SeaweedS3
 
@@ -155,15 +156,20 @@ def columns(line: str) -> list[str]:
     return re.split(r" {2,}", line.strip())
 
 
-def counters(cluster: LocalCluster) -> tuple[int, int, int]:
-    """(hits, misses, bytes fetched from the UFS) summed over the workers."""
-    hits = misses = fetched = 0
+def counters(cluster: LocalCluster) -> tuple[float, float]:
+    """(block hits, bytes fetched from the UFS) summed over the workers' Prometheus counters."""
+    hits = fetched = 0.0
     for worker in cluster.workers:
-        stats = worker_stats(worker.grpc_address)
-        hits += stats.counters.hits
-        misses += stats.counters.misses
-        fetched += stats.counters.bytes_fetched
-    return hits, misses, fetched
+        url = f"http://{worker.host}:{worker.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            text = answer.read().decode()
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "cachecluster_worker_block_hits_total":
+                    hits += sample.value
+                elif sample.name == "cachecluster_worker_bytes_fetched_total":
+                    fetched += sample.value
+    return hits, fetched
 
 
 def test_seed_flow(
@@ -251,12 +257,13 @@ def test_seed_flow(
 
     # a reader in namespace ref: the same bytes, from the cache
     blocks_before = {worker.worker_id: held_blocks(worker) for worker in cluster.workers}
-    hits, _, fetched = counters(cluster)
+    hits, fetched = counters(cluster)
+    assert fetched >= total  # the DataLoad fetched every byte from the UFS
     with Client(cluster.master_address, token=cluster.token("ref")) as client:
         for name, data in contents.items():
             got = client.cat(f"ref/ref-dataset/{name}")
             assert hashlib.sha256(got).hexdigest() == hashlib.sha256(data).hexdigest(), name
-    hits_after, _, fetched_after = counters(cluster)
+    hits_after, fetched_after = counters(cluster)
     assert hits_after > hits
     assert fetched_after == fetched
     assert {w.worker_id: held_blocks(w) for w in cluster.workers} == blocks_before
