@@ -143,3 +143,19 @@ async def test_runtime_status(board: DatasetStatusBoard) -> None:
     (row,) = board.runtime_status()
     assert row.worker_phase == "Ready"
     assert row.cache_capacity_bytes == 2 << 30
+
+
+async def test_reference_mirrors_its_subtree(board: DatasetStatusBoard) -> None:
+    board.registry.apply("ref", "sub", {"mounts": [{"mountPoint": "dataset://ns/ds/sub"}]})
+    board.membership.register("w1", 1, endpoint(7000), tiers=[tier(1 << 30)])
+    report = board.membership.start_block_report("w1", 1, full=False)
+    report.add_chunk(await block_ids(board, "sub/c.bin"), [])
+    report.finish()
+    mirror = await board.dataset_status("ref", "sub", refresh=True)
+    assert mirror.reference == "dataset://ns/ds/sub"
+    assert (mirror.ufs_total_bytes, mirror.cached_bytes, mirror.file_count) == (BLOCK, BLOCK, 1)
+    assert mirror.cached_percentage == 100.0 and mirror.phase == "Bound"
+    source = await board.dataset_status("ns", "ds", refresh=True)
+    assert source.cached_bytes == BLOCK and source.cached_percentage < 100.0
+    listed = await board.list_status()
+    assert [(f.namespace, f.name) for f in listed] == [("ns", "ds"), ("ref", "sub")]
