@@ -1,12 +1,13 @@
 """Security between namespaces on a real local cluster with a cluster secret (``up --auth``).
 
-One module cluster: 2 workers, 1 replica, 1 MiB blocks; datasets ``a/ds`` and
+One module cluster: 2 workers, 2 replicas, 1 MiB blocks; datasets ``a/ds`` and
 ``b/ds`` (local folders) and ``a/ref``, a reference to ``dataset://b/ds/sub``
 applied by the admin. The last test kills a worker.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -64,7 +65,7 @@ def secure_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCl
         workers=2,
         tiers=[TierConfig(Medium.SSD, str(root / "ssd"), 256 << 20)],
         block_size=BLOCK_SIZE,
-        replicas=1,
+        replicas=2,
         master_args=["--heartbeat-interval", "0.5", "--missed-heartbeats", "4"],
         auth=True,
     )
@@ -117,6 +118,18 @@ async def test_a_reads_its_own_data_through_the_workers(secure_cluster: LocalClu
         assert client.stats.worker_reads > 0 and client.stats.ufs_reads == 0
         assert await client.ls("") == ["a"]
         assert sorted(await client.ls("a")) == ["a/ds", "a/ref"]
+    # The owner replicated every block to the other worker (LoadBlocks with the system token).
+    admin = secure_cluster.token(auth.ADMIN_NAMESPACE)
+    deadline = time.monotonic() + 15
+    while True:
+        counts = [
+            (await fetch_worker_stats(w.grpc_address, token=admin)).block_count
+            for w in secure_cluster.workers
+        ]
+        if all(count >= 4 for count in counts) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    assert counts == [4, 4]
 
 
 async def test_a_cannot_list_stat_or_read_b(secure_cluster: LocalCluster) -> None:
