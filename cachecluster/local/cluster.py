@@ -344,6 +344,56 @@ class LocalCluster:
         self.write_record()
         return worker
 
+    def add_worker(self, tiers: Sequence[TierConfig] | None = None) -> WorkerProcess:
+        """Start one more worker (the next index) and wait until it listens; record it.
+
+        ``tiers`` are the worker's own (default: its ``w<i>`` folder of each
+        tier template). A worker that fails to start is stopped and forgotten.
+        """
+        index = len(self.workers)
+        worker = self._new_worker(index)
+        if tiers is not None:
+            worker.tiers = list(tiers)
+        validate_tiers(worker.tiers, field=f"{worker.worker_id} tiers")
+        self.workers.append(worker)
+        try:
+            self._spawn_worker(worker, keep_ports=False)
+            self._wait_ready(worker)
+        except BaseException:
+            self.workers.pop()
+            self._retire(worker)
+            raise
+        self.write_record()
+        return worker
+
+    def remove_worker(self, timeout: float = STOP_TIMEOUT_S) -> WorkerProcess:
+        """Stop the last worker (SIGTERM), drop its MEM tiers and record the smaller cluster."""
+        if len(self.workers) < 2:
+            raise ConfigError("replicas", "a cluster needs at least one worker")
+        worker = self.workers.pop()
+        self._retire(worker, timeout)
+        self.write_record()
+        return worker
+
+    def restart_worker(
+        self, index: int, tiers: Sequence[TierConfig] | None = None
+    ) -> WorkerProcess:
+        """Stop worker ``index`` and start it again, on ``tiers`` when given (its old MEM
+        tiers are dropped then); wait until it listens."""
+        worker = self.workers[index]
+        if tiers is not None:
+            validate_tiers(list(tiers), field=f"{worker.worker_id} tiers")
+        self._retire(worker, drop_mem=tiers is not None)
+        if tiers is not None:
+            worker.tiers = list(tiers)
+        return self.start_worker(index)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the home's lock (as ``up`` and ``down`` do) while changing the cluster."""
+        with self._locked():
+            yield
+
     def wait_active(self, timeout: float | None = None) -> None:
         """Wait until the master lists every worker of this cluster as ACTIVE."""
         wait_workers_active(
@@ -543,6 +593,20 @@ class LocalCluster:
             if not _wait_exit(service, deadline):
                 _send(service, signal.SIGKILL, group=True)
                 _wait_exit(service, time.monotonic() + STOP_TIMEOUT_S)
+
+    def _retire(
+        self, worker: WorkerProcess, timeout: float = STOP_TIMEOUT_S, *, drop_mem: bool = True
+    ) -> None:
+        """Stop one worker and remove its socket, endpoint file and (``drop_mem``) MEM tiers."""
+        self._signal_and_wait([worker], signal.SIGTERM, timeout)
+        if worker.unix_socket:
+            with contextlib.suppress(OSError):
+                os.unlink(worker.unix_socket)
+        remove_endpoint_file(worker.home)
+        if drop_mem:
+            for tier in worker.tiers:
+                if tier.medium is Medium.MEM:
+                    shutil.rmtree(tier.path, ignore_errors=True)
 
     def _stop_processes(self, timeout: float) -> None:
         self._signal_and_wait([*self.workers, self.master], signal.SIGTERM, timeout)

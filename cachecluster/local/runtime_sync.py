@@ -18,17 +18,13 @@ share a folder. Every change is reported through ``say`` as one line.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
-import shutil
-import signal
 from collections.abc import Callable, Sequence
 
-from cachecluster.common.endpoint_file import remove_endpoint_file
-from cachecluster.local.cluster import STOP_TIMEOUT_S, LocalCluster, WorkerProcess
+from cachecluster.local.cluster import LocalCluster
 from cachecluster.local.layout import SHM_ROOT, check_tier_templates
-from cachecluster.worker.tiers import Medium, TierConfig, validate_tiers
+from cachecluster.worker.tiers import TierConfig
 
 
 def _key(tiers: Sequence[TierConfig]) -> list[tuple[str, str, int, float, float]]:
@@ -61,18 +57,6 @@ def _describe(tiers: Sequence[TierConfig], written: str) -> str:
     return written or ", ".join(f"{t.medium.value} {t.path} {t.quota}" for t in tiers)
 
 
-def _stop_worker(cluster: LocalCluster, worker: WorkerProcess, *, drop_mem: bool) -> None:
-    cluster._signal_and_wait([worker], signal.SIGTERM, STOP_TIMEOUT_S)
-    if worker.unix_socket:
-        with contextlib.suppress(OSError):
-            os.unlink(worker.unix_socket)
-    remove_endpoint_file(worker.home)
-    if drop_mem:
-        for tier in worker.tiers:
-            if tier.medium is Medium.MEM:
-                shutil.rmtree(tier.path, ignore_errors=True)
-
-
 def sync_runtime(
     cluster: LocalCluster,
     replicas: int,
@@ -90,47 +74,32 @@ def sync_runtime(
         raise ValueError("replicas must be >= 1")
     templates = local_templates(cluster, tiers) if tiers else None
     changes = 0
-    with cluster._locked():
+    with cluster.locked():
         while len(cluster.workers) > replicas:
-            worker = cluster.workers.pop()
-            _stop_worker(cluster, worker, drop_mem=True)
-            cluster.write_record()
+            worker = cluster.remove_worker()
             say(f"stopped worker {worker.worker_id} (replicas: {replicas})")
             changes += 1
-        for worker in cluster.workers:
-            want = (
-                cluster.layout.worker_tiers(templates, worker.index) if templates else worker.tiers
-            )
+        for worker in list(cluster.workers):
+            if not templates:
+                break
+            want = cluster.layout.worker_tiers(templates, worker.index)
             if _key(want) == _key(worker.tiers):
                 continue
-            validate_tiers(want, field=f"{worker.worker_id} tiers")
             say(
                 f"restarting worker {worker.worker_id} to apply tieredstore: "
                 f"{_describe(want, written_tiers)}"
             )
-            _stop_worker(cluster, worker, drop_mem=True)
-            worker.tiers = want
-            cluster.start_worker(worker.index)
+            cluster.restart_worker(worker.index, want)
             cluster.wait_active()  # back in the ring before the next one goes
             changes += 1
         while len(cluster.workers) < replicas:
             index = len(cluster.workers)
-            worker = cluster._new_worker(index)
-            worker.tiers = (
+            tiers = (
                 cluster.layout.worker_tiers(templates, index)
                 if templates
                 else _like_first(cluster, index)
             )
-            validate_tiers(worker.tiers, field=f"{worker.worker_id} tiers")
-            cluster.workers.append(worker)
-            try:
-                cluster._spawn_worker(worker, keep_ports=False)
-                cluster._wait_ready(worker)
-            except BaseException:
-                cluster.workers.pop()
-                _stop_worker(cluster, worker, drop_mem=True)
-                raise
-            cluster.write_record()
+            worker = cluster.add_worker(tiers)
             say(f"started worker {worker.worker_id} (replicas: {replicas})")
             changes += 1
         if changes:
