@@ -311,6 +311,7 @@ class DatasetStatusBoard:
     ) -> DatasetFigures:
         """The figures of ``namespace/name``; ``NotFound`` when there is no such dataset."""
         record = self.registry.get(namespace, name)
+        self.forget_stale()
         return await self._figures(record, refresh)
 
     async def list_status(
