@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -414,3 +415,60 @@ def test_apply_on_a_cluster_with_auth(tmp_path: Path, capsys: pytest.CaptureFixt
             "cacheruntime.cachecluster.io/data unchanged",
         ]
         assert "TOPSECRETTOKENVALUE" not in out + err
+
+
+TTL = 0.3
+
+
+def test_mounts_added_and_removed_on_a_live_dataset(
+    cluster: LocalCluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Apply again with another mount: a client that is already open sees it, then not
+    (once its cached listings are older than its ``metadata_ttl``)."""
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / f"{name}.txt").write_bytes(name.encode() * 3)
+
+    def dataset(*names: str) -> str:
+        mounts = "".join(
+            f"  - {{mountPoint: 'local://{tmp_path / n}', name: {n}, path: /{n}}}\n" for n in names
+        )
+        return (
+            "apiVersion: data.fluid.io/v1alpha1\nkind: Dataset\n"
+            f"metadata: {{name: live, namespace: ns}}\nspec:\n  mounts:\n{mounts}"
+        )
+
+    path = tmp_path / "live.yaml"
+    home = str(cluster.home)
+    path.write_text(dataset("a"))
+    assert run(capsys, "apply", "-f", str(path), "--home", home)[0] == 0
+    with Client(cluster.master_address, metadata_ttl=TTL) as client:
+        assert client.cat("ns/live/a/a.txt") == b"aaa"
+        assert sorted(client.ls("ns/live")) == ["ns/live/a"]
+        path.write_text(dataset("a", "b"))
+        code, out, err = run(capsys, "apply", "-f", str(path), "--home", home)
+        assert (code, out) == (0, "dataset.data.fluid.io/live configured\n"), err
+        time.sleep(TTL)
+        assert client.cat("ns/live/b/b.txt") == b"bbb"
+        assert sorted(client.ls("ns/live")) == ["ns/live/a", "ns/live/b"]
+        path.write_text(dataset("b"))
+        assert run(capsys, "apply", "-f", str(path), "--home", home)[0] == 0
+        time.sleep(TTL)
+        assert sorted(client.ls("ns/live")) == ["ns/live/b"]
+        with pytest.raises(FileNotFoundError):
+            client.cat("ns/live/a/a.txt")
+
+
+def test_runtime_tiers_become_per_worker_folders(tmp_path: Path) -> None:
+    """``/dev/shm`` is the cluster's own tmpfs folder; a new worker copies worker 0's tiers."""
+    from cachecluster.local.runtime_sync import _like_first, local_templates
+    from cachecluster.worker.tiers import Medium, TierConfig
+
+    local = LocalCluster(tmp_path / "h", workers=1)  # not started
+    (mem,) = local_templates(local, [TierConfig(Medium.MEM, "/dev/shm", "4Gi")])
+    assert mem.path == str(local.layout.shm_root)
+    (ssd,) = local_templates(local, [TierConfig(Medium.SSD, "/mnt/ssd", "1Gi")])
+    assert ssd.path == "/mnt/ssd"
+    assert [t.path for t in _like_first(local, 3)] == [
+        t.path.replace("/w0", "/w3") for t in local.workers[0].tiers
+    ]
