@@ -465,9 +465,9 @@ def test_runtime_tiers_become_per_worker_folders(tmp_path: Path) -> None:
     from cachecluster.worker.tiers import Medium, TierConfig
 
     local = LocalCluster(tmp_path / "h", workers=1)  # not started
-    (mem,) = local_templates(local, [TierConfig(Medium.MEM, "/dev/shm", "4Gi")])
+    (mem,) = local_templates(local, [TierConfig(Medium.MEM, "/dev/shm", 4 << 30)])
     assert mem.path == str(local.layout.shm_root)
-    (ssd,) = local_templates(local, [TierConfig(Medium.SSD, "/mnt/ssd", "1Gi")])
+    (ssd,) = local_templates(local, [TierConfig(Medium.SSD, "/mnt/ssd", 1 << 30)])
     assert ssd.path == "/mnt/ssd"
     assert [t.path for t in _like_first(local, 3)] == [
         t.path.replace("/w0", "/w3") for t in local.workers[0].tiers
