@@ -6,14 +6,22 @@ are in ``tests/integration/test_dataload.py``.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import stat
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import grpc
 import pytest
 
 from cachecluster.cli.load_cmds import dataload_rows, format_age, outcome_line
 from cachecluster.common.errors import ConfigError, NotFound
+from cachecluster.common.ring import HashRing, RingWorker
+from cachecluster.master import dataload_runner
+from cachecluster.master.config import MasterConfig
+from cachecluster.master.dataload_runner import LoadRun
 from cachecluster.master.dataloads import (
     COMPLETE,
     EXECUTING,
@@ -27,6 +35,11 @@ from cachecluster.master.dataloads import (
     parse_dataload_spec,
     parse_schedule,
 )
+from cachecluster.master.datasets import DatasetRegistry
+from cachecluster.master.membership import Membership
+from cachecluster.master.metadata import MetadataCache
+from cachecluster.protos import common_pb2, worker_pb2, worker_pb2_grpc
+from cachecluster.worker.block_key import BlockKey
 
 SEED_SPEC = {"dataset": {"name": "serverless-data", "namespace": "default"}, "loadMetadata": True}
 
@@ -184,3 +197,196 @@ def test_rows_for_get_dataloads_and_the_outcome_line() -> None:
         "1h1m",
         "1d1h",
     ]
+
+
+# -- runs against in-process fake workers: splitting, retry, next owner, progress ----------
+
+
+@dataclasses.dataclass
+class _FakeMember:
+    worker_id: str
+    endpoint: common_pb2.WorkerEndpoint
+    weight: float = 1.0
+
+    @property
+    def address(self) -> str:
+        return f"{self.endpoint.host}:{self.endpoint.data_port}"
+
+
+class _FakeMembership:
+    def __init__(self, members: list[_FakeMember]) -> None:
+        self.members = members
+
+    def ring_members(self) -> list[_FakeMember]:
+        return self.members
+
+
+class _FakeWorker(worker_pb2_grpc.WorkerServiceServicer):
+    """Records the blocks it is asked for; fails some; may hold calls until a gate opens."""
+
+    def __init__(self) -> None:
+        self.received: list[str] = []
+        self.fail_times: dict[str, int] = {}  # block id -> failures left (-1: always)
+        self.fail_all = False
+        self.gate: asyncio.Event | None = None
+        self.gated_block = ""  # only calls with this block wait for the gate ("" : all)
+
+    async def LoadBlocks(
+        self, request: worker_pb2.LoadBlocksRequest, context: grpc.aio.ServicerContext
+    ) -> worker_pb2.LoadBlocksResponse:
+        gated = not self.gated_block or any(
+            ref.block_id == self.gated_block for ref in request.blocks
+        )
+        if self.gate is not None and gated:
+            await self.gate.wait()
+        results = []
+        for ref in request.blocks:
+            self.received.append(ref.block_id)
+            left = self.fail_times.get(ref.block_id, 0)
+            if self.fail_all or left:
+                self.fail_times[ref.block_id] = left - 1 if left > 0 else left
+                error = common_pb2.ItemError(kind=common_pb2.ERROR_KIND_UNAVAILABLE, message="boom")
+                results.append(worker_pb2.BlockResult(block_id=ref.block_id, ok=False, error=error))
+            else:
+                results.append(
+                    worker_pb2.BlockResult(block_id=ref.block_id, ok=True, bytes_fetched=ref.length)
+                )
+        return worker_pb2.LoadBlocksResponse(results=results)
+
+
+BS = 64 * 1024  # the smallest block size a master takes
+
+
+@dataclasses.dataclass
+class _Rig:
+    run: Callable[[dict[str, Any], LoadStatus | None], Coroutine[Any, Any, LoadStatus]]
+    workers: dict[str, _FakeWorker]
+    metadata: MetadataCache
+    ring: HashRing
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[_Rig]:
+    sizes = {"a.bin": 3 * BS + 5, "dir/b.bin": BS, "dir/c.bin": 1, "dir/empty.bin": 0}
+    for name, size in sizes.items():
+        (tmp_path / "ufs" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "ufs" / name).write_bytes(b"x" * size)
+    registry = DatasetRegistry(None)
+    registry.apply("ns", "ds", {"mounts": [{"mountPoint": f"local://{tmp_path / 'ufs'}"}]})
+    metadata = MetadataCache(registry)
+    workers: dict[str, _FakeWorker] = {}
+    servers: list[grpc.aio.Server] = []
+    members: list[_FakeMember] = []
+    for worker_id in ("w0", "w1", "w2"):
+        server = grpc.aio.server()
+        fake = _FakeWorker()
+        worker_pb2_grpc.add_WorkerServiceServicer_to_server(fake, server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        servers.append(server)
+        workers[worker_id] = fake
+        members.append(
+            _FakeMember(worker_id, common_pb2.WorkerEndpoint(host="127.0.0.1", grpc_port=port))
+        )
+    config = MasterConfig(home=tmp_path / "home", replicas=2, block_size=BS)
+    ring = HashRing([RingWorker(m.worker_id, m.address) for m in members])
+
+    async def run(spec: dict[str, Any], status: LoadStatus | None = None) -> LoadStatus:
+        status = status or LoadStatus()
+        status.begin_run()
+        load = LoadRun(
+            parse_dataload_spec("ns", "load", spec),
+            status,
+            metadata=metadata,
+            membership=cast(Membership, _FakeMembership(members)),
+            config=config,
+        )
+        await load.run()
+        return status
+
+    yield _Rig(run, workers, metadata, ring)
+    for server in servers:
+        await server.stop(None)
+    await metadata.close()
+
+
+async def _blocks(rig: _Rig, path: str) -> list[str]:
+    entry = await rig.metadata.get_status("ns", "ds", path)
+    count = (entry.size + BS - 1) // BS
+    return [BlockKey(entry.mount_id, entry.mount_path, entry.version, i).id for i in range(count)]
+
+
+async def test_each_block_goes_to_its_two_ring_owners(rig: _Rig) -> None:
+    status = await rig.run({"dataset": {"name": "ds"}}, None)
+    assert status.phase == COMPLETE, status.message
+    assert (status.files_total, status.files_done) == (4, 4)
+    assert status.bytes_done == status.bytes_total == 4 * BS + 6
+    expected: dict[str, list[str]] = {worker_id: [] for worker_id in rig.workers}
+    total = 0
+    for path in ("a.bin", "dir/b.bin", "dir/c.bin"):
+        for block_id in await _blocks(rig, path):
+            total += 1
+            for owner in rig.ring.owners(block_id, 2):
+                expected[owner].append(block_id)
+    assert status.blocks_total == status.blocks_done == total == 6
+    for worker_id, fake in rig.workers.items():
+        assert sorted(fake.received) == sorted(expected[worker_id]), worker_id
+    assert status.bytes_fetched == 2 * (4 * BS + 6)
+
+
+async def test_a_target_subtree_and_a_failed_block_retried_on_the_same_worker(rig: _Rig) -> None:
+    [block_id] = await _blocks(rig, "dir/b.bin")
+    owner = rig.ring.owners(block_id, 2)[0]
+    rig.workers[owner].fail_times[block_id] = 1
+    status = await rig.run({"dataset": {"name": "ds"}, "target": [{"path": "/dir"}]}, None)
+    assert status.phase == COMPLETE, status.message
+    assert status.files_total == 3
+    assert rig.workers[owner].received.count(block_id) == 2
+
+
+async def test_a_failing_worker_hands_its_blocks_to_the_next_owner(rig: _Rig) -> None:
+    ids = await _blocks(rig, "a.bin")
+    bad = rig.ring.owners(ids[0], 2)[0]
+    rig.workers[bad].fail_all = True
+    status = await rig.run({"dataset": {"name": "ds"}, "target": [{"path": "a.bin"}]}, None)
+    assert status.phase == COMPLETE, status.message
+    for block_id in ids:
+        three = rig.ring.owners(block_id, 3)
+        if bad in three[:2]:
+            assert block_id in rig.workers[three[2]].received  # the spare got the copy
+
+
+async def test_a_block_no_worker_can_load_fails_the_load_naming_the_file(rig: _Rig) -> None:
+    ids = await _blocks(rig, "a.bin")
+    for fake in rig.workers.values():
+        fake.fail_times[ids[1]] = -1
+    status = await rig.run({"dataset": {"name": "ds"}}, None)
+    assert status.phase == FAILED
+    [(path, message)] = status.failures
+    assert path == "a.bin" and message.startswith("worker w") and message.endswith(": boom")
+    assert status.message.startswith("1 file(s) not loaded: a.bin (worker ")
+    assert status.files_done == 3 and status.bytes_done == status.bytes_total - BS
+
+
+async def test_progress_shows_while_a_block_is_still_loading(
+    rig: _Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dataload_runner, "BATCH_BLOCKS", 1)  # one block a call
+    held = (await _blocks(rig, "a.bin"))[0]
+    owner = rig.ring.owners(held, 2)[0]
+    gate = asyncio.Event()
+    rig.workers[owner].gate = gate
+    rig.workers[owner].gated_block = held
+    status = LoadStatus()
+    task = asyncio.create_task(rig.run({"dataset": {"name": "ds"}}, status))
+    for _ in range(200):
+        await asyncio.sleep(0.02)
+        if status.blocks_done == 5:
+            break
+    assert not task.done() and status.phase == EXECUTING
+    assert (status.blocks_done, status.blocks_total) == (5, 6)
+    assert status.bytes_done == status.bytes_total - BS
+    assert 0 < status.percentage < 100.0 and status.files_done == 3
+    gate.set()
+    await asyncio.wait_for(task, 10)
+    assert status.phase == COMPLETE and status.percentage == 100.0
