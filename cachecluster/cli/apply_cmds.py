@@ -392,6 +392,19 @@ async def delete_one(stubs: Stubs, category: str, namespace: str, name: str) -> 
     raise InvalidArgument(f"cannot delete a {category}")
 
 
+async def _runtime_resource(stubs: Stubs, namespace: str, name: str, default: str) -> str:
+    """``jindoruntime.data.fluid.io/NAME`` for a runtime applied as a JindoRuntime."""
+    try:
+        with rpc_errors():
+            found = await stubs.resources.GetRuntime(
+                resources_pb2.GetRuntimeRequest(ref=_ref(namespace, name)), timeout=RPC_TIMEOUT_S
+            )
+    except NotFound:
+        return default
+    group = found.runtime.api_version.rpartition("/")[0]
+    return f"{found.runtime.kind.lower()}.{group}/{name}"
+
+
 _DELETE_ORDER = {"DataLoad": 0, "Dataset": 1, "CacheRuntime": 2, "Secret": 3}
 _KINDS = {
     "dataset": ("Dataset", "dataset.data.fluid.io"),
@@ -422,6 +435,8 @@ async def _delete(args: argparse.Namespace) -> int:
     ) as channel:
         stubs = Stubs(channel)
         for category, namespace, name, resource in targets:
+            if category == "CacheRuntime" and not args.filename:
+                resource = await _runtime_resource(stubs, namespace, name, resource)
             if await delete_one(stubs, category, namespace, name):
                 print(f"{resource} deleted", flush=True)
             else:

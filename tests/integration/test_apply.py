@@ -370,6 +370,13 @@ def test_oss_seeds_verbatim_with_dataload_wait(
     for text in outputs + logs:
         assert oss_server.access_key_secret not in text
 
+    # delete by kind: the runtime is named as it was applied; a second delete finds nothing.
+    argv = ["delete", "runtime", "default/serverless-data", "--home", home]
+    code, out, err = run(capsys, *argv)
+    assert (code, out) == (0, "jindoruntime.data.fluid.io/serverless-data deleted\n"), err
+    code, out, err = run(capsys, *argv)
+    assert code == 66 and "not found" in err
+
 
 def test_apply_on_a_cluster_with_auth(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The local admin applies without --token; a namespace token only into its namespace."""
