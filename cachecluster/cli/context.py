@@ -13,8 +13,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cachecluster.common.errors import Unavailable
-
 CLUSTER_FILE = "cluster.json"
 
 
@@ -59,16 +57,7 @@ def read_cluster_file(home: Path) -> dict[str, Any] | None:
 
 def resolve_master(args: argparse.Namespace) -> str:
     """The master address (``host:port``) a command should talk to."""
-    explicit: str | None = getattr(args, "master", None)
-    if explicit:
-        return explicit
-    env = os.environ.get("CACHECLUSTER_MASTER")
-    if env:
-        return env
+    from cachecluster.client.master_api import resolve_master_address
+
     home = resolve_home(getattr(args, "home", None))
-    cluster = read_cluster_file(home)
-    if cluster is None or not cluster.get("master"):
-        raise Unavailable(
-            f"no cluster found in {home} (run `cachecluster up`, or set CACHECLUSTER_MASTER)"
-        )
-    return str(cluster["master"])
+    return resolve_master_address(getattr(args, "master", None), home)
