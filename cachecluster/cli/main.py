@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "get_cmds",  # get datasets|runtimes|dataloads (status as Fluid prints it)
     "token_cmds",  # token NS (namespace tokens when the cluster has a secret)
     "apply_cmds",  # apply -f FILE, delete (Secret, Dataset, runtime, DataLoad YAML)
+    "mount_cmds",  # mount, unmount (FUSE)
     "demo",  # the main job
 )
 

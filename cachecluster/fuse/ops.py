@@ -1,0 +1,297 @@
+"""pyfuse3 operations over an :class:`~cachecluster.client.client.AsyncClient`: translation only.
+
+A mount shows one of three views of the cluster (:class:`MountView`): the
+namespaces the token may read (``MOUNT/NS/DATASET/...``), the datasets of
+one namespace, references included (``MOUNT/DATASET/...``), or one dataset
+at the root (``MOUNT/...``, how a PVC sees it). Every answer comes from the
+client: its metadata cache and read-ahead are the mount's; errors become an
+errno through :func:`cachecluster.common.error_map.to_errno` and nowhere else.
+
+Reads are buffered (page cache) by default: ``keep_cache`` keeps a file's
+pages while its version is unchanged, so re-reads never reach Python, and
+``mmap`` works. ``direct_io`` (one option) sends 1 MiB requests straight to
+us for streams read once, at the price of the page cache and of ``mmap``.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import stat
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import pyfuse3
+
+from cachecluster.client.client import AsyncClient, AsyncFile
+from cachecluster.client.master_api import FileInfo
+from cachecluster.common.error_map import to_errno
+
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+DIR_MODE = stat.S_IFDIR | 0o555
+FILE_MODE = stat.S_IFREG | 0o444
+BLOCK_UNIT = 512
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND | os.O_CREAT
+
+
+@dataclass(frozen=True, slots=True)
+class MountView:
+    """What the mount's root is: ``""`` (every namespace), ``"NS"`` or ``"NS/DATASET"``."""
+
+    prefix: str = ""
+
+    def full(self, relative: str) -> str:
+        """The client path of a path relative to the mount root."""
+        if not relative:
+            return self.prefix
+        return f"{self.prefix}/{relative}" if self.prefix else relative
+
+
+class CacheClusterOperations(pyfuse3.Operations):
+    """Lookup, getattr, readdir, open and read; every change is EROFS.
+
+    ``attr_timeout`` (entry and attribute cache of the kernel) should be the
+    client's metadata TTL: the kernel then asks again when the client would.
+    """
+
+    supports_dot_lookup = False
+    enable_writeback_cache = False
+    enable_acl = False
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        view: MountView,
+        *,
+        attr_timeout: float,
+        direct_io: bool = False,
+    ) -> None:
+        super().__init__()
+        self.client = client
+        self.view = view
+        self.attr_timeout = attr_timeout
+        self.direct_io = direct_io
+        self._paths: dict[int, str] = {pyfuse3.ROOT_INODE: ""}
+        self._inodes: dict[str, int] = {"": pyfuse3.ROOT_INODE}
+        self._next_inode = pyfuse3.ROOT_INODE + 1
+        self._files: dict[int, AsyncFile] = {}
+        self._dirs: dict[int, list[tuple[str, FileInfo]]] = {}
+        self._next_fh = 1
+        self._cached_version: dict[int, str] = {}
+        self._uid = os.getuid()
+        self._gid = os.getgid()
+
+    # ------------------------------------------------------------ helpers
+
+    def _inode(self, relative: str) -> int:
+        inode = self._inodes.get(relative)
+        if inode is None:
+            inode = self._next_inode
+            self._next_inode += 1
+            self._inodes[relative] = inode
+            self._paths[inode] = relative
+        return inode
+
+    def _path(self, inode: int) -> str:
+        try:
+            return self._paths[inode]
+        except KeyError:
+            raise pyfuse3.FUSEError(errno.ENOENT) from None
+
+    def _attributes(self, inode: int, info: FileInfo) -> pyfuse3.EntryAttributes:
+        attr = pyfuse3.EntryAttributes()
+        attr.st_ino = pyfuse3.InodeT(inode)
+        attr.generation = 0
+        attr.entry_timeout = self.attr_timeout
+        attr.attr_timeout = self.attr_timeout
+        attr.st_mode = pyfuse3.ModeT(DIR_MODE if info.is_dir else FILE_MODE)
+        attr.st_nlink = 2 if info.is_dir else 1
+        attr.st_uid = self._uid
+        attr.st_gid = self._gid
+        attr.st_size = info.size
+        attr.st_blksize = 1 << 20
+        attr.st_blocks = (info.size + BLOCK_UNIT - 1) // BLOCK_UNIT
+        mtime_ns = int(info.mtime * 1e9)
+        attr.st_atime_ns = mtime_ns
+        attr.st_mtime_ns = mtime_ns
+        attr.st_ctime_ns = mtime_ns
+        return attr
+
+    async def _stat(self, relative: str) -> FileInfo:
+        if not relative:  # the root is there even while its namespace has no dataset
+            return FileInfo.directory(self.view.prefix)
+        return await self.client.stat(self.view.full(relative))
+
+    async def _call(self, what: str, call: Callable[[], Awaitable[_T]]) -> _T:
+        """Run one operation; any error becomes the errno of ``error_map``."""
+        try:
+            return await call()
+        except pyfuse3.FUSEError:
+            raise
+        except Exception as exc:
+            code = to_errno(exc)
+            if code == errno.EIO:
+                log.error("%s: %s", what, exc, exc_info=not isinstance(exc, OSError))
+            else:
+                log.debug("%s: %s (errno %d)", what, exc, code)
+            raise pyfuse3.FUSEError(code) from exc
+
+    # ------------------------------------------------------------ metadata
+
+    async def lookup(
+        self, parent_inode: pyfuse3.InodeT, name: pyfuse3.FileNameT, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        parent = self._path(parent_inode)
+        text = os.fsdecode(name)
+        if text == ".":
+            relative = parent
+        elif text == "..":
+            relative = parent.rpartition("/")[0]
+        else:
+            relative = f"{parent}/{text}" if parent else text
+
+        async def run() -> pyfuse3.EntryAttributes:
+            info = await self._stat(relative)
+            return self._attributes(self._inode(relative), info)
+
+        return await self._call(f"lookup {relative}", run)
+
+    async def getattr(
+        self, inode: pyfuse3.InodeT, ctx: pyfuse3.RequestContext | None = None
+    ) -> pyfuse3.EntryAttributes:
+        relative = self._path(inode)
+
+        async def run() -> pyfuse3.EntryAttributes:
+            return self._attributes(inode, await self._stat(relative))
+
+        return await self._call(f"getattr {relative}", run)
+
+    async def opendir(
+        self, inode: pyfuse3.InodeT, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.FileHandleT:
+        relative = self._path(inode)
+
+        async def run() -> pyfuse3.FileHandleT:
+            entries = await self.client.ls(self.view.full(relative), detail=True)
+            listing = [(entry.name, entry) for entry in entries]
+            fh = self._next_fh
+            self._next_fh += 1
+            self._dirs[fh] = listing
+            return pyfuse3.FileHandleT(fh)
+
+        return await self._call(f"opendir {relative}", run)
+
+    async def readdir(
+        self, fh: pyfuse3.FileHandleT, start_id: int, token: pyfuse3.ReaddirToken
+    ) -> None:
+        listing = self._dirs.get(fh)
+        if listing is None:
+            raise pyfuse3.FUSEError(errno.EBADF)
+        for index in range(start_id, len(listing)):
+            name, info = listing[index]
+            relative = self._relative(info.path) or name
+            inode = self._inode(relative)
+            if not pyfuse3.readdir_reply(
+                token,
+                pyfuse3.FileNameT(os.fsencode(name)),
+                self._attributes(inode, info),
+                index + 1,
+            ):
+                break
+
+    def _relative(self, full: str) -> str:
+        prefix = self.view.prefix
+        if not prefix:
+            return full
+        return full[len(prefix) + 1 :] if full.startswith(prefix + "/") else ""
+
+    async def releasedir(self, fh: pyfuse3.FileHandleT) -> None:
+        self._dirs.pop(fh, None)
+
+    async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
+        data = pyfuse3.StatvfsData()
+        data.f_bsize = 1 << 20
+        data.f_frsize = 1 << 20
+        data.f_namemax = 255
+        return data
+
+    # ------------------------------------------------------------ reads
+
+    async def open(
+        self, inode: pyfuse3.InodeT, flags: int, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.FileInfo:
+        if flags & _WRITE_FLAGS:
+            raise pyfuse3.FUSEError(errno.EROFS)
+        relative = self._path(inode)
+
+        async def run() -> pyfuse3.FileInfo:
+            file = await self.client.open(self.view.full(relative))
+            fh = self._next_fh
+            self._next_fh += 1
+            self._files[fh] = file
+            # Keep the kernel's pages while the version is the one they came from.
+            version = file.info.version
+            keep = self._cached_version.get(inode) == version
+            self._cached_version[inode] = version
+            return pyfuse3.FileInfo(
+                fh=pyfuse3.FileHandleT(fh),
+                direct_io=self.direct_io,
+                keep_cache=keep and not self.direct_io,
+                nonseekable=False,
+            )
+
+        return await self._call(f"open {relative}", run)
+
+    async def read(  # type: ignore[override]  # any buffer: pyfuse3 takes a memoryview
+        self, fh: pyfuse3.FileHandleT, off: int, size: int
+    ) -> memoryview:
+        file = self._files.get(fh)
+        if file is None:
+            raise pyfuse3.FUSEError(errno.EBADF)
+
+        async def run() -> memoryview:
+            buffer = bytearray(min(size, max(0, file.size - off)))
+            got = await file.pread_into(off, buffer) if buffer else 0
+            return memoryview(buffer)[:got]
+
+        return await self._call(f"read {file.path}@{off}+{size}", run)
+
+    async def release(self, fh: pyfuse3.FileHandleT) -> None:
+        file = self._files.pop(fh, None)
+        if file is not None:
+            await file.close()
+
+    async def close_all(self) -> None:
+        """Close every open file (at unmount)."""
+        for fh in list(self._files):
+            await self.release(pyfuse3.FileHandleT(fh))
+
+    # ------------------------------------------------------------ changes: read-only
+
+    async def setattr(self, *args: object, **kwargs: object) -> pyfuse3.EntryAttributes:
+        raise pyfuse3.FUSEError(errno.EROFS)
+
+    async def write(self, fh: pyfuse3.FileHandleT, off: int, buf: bytes) -> int:
+        raise pyfuse3.FUSEError(errno.EROFS)
+
+    async def create(
+        self, *args: object, **kwargs: object
+    ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
+        raise pyfuse3.FUSEError(errno.EROFS)
+
+    async def mkdir(self, *args: object, **kwargs: object) -> pyfuse3.EntryAttributes:
+        raise pyfuse3.FUSEError(errno.EROFS)
+
+    async def unlink(self, *args: object, **kwargs: object) -> None:
+        raise pyfuse3.FUSEError(errno.EROFS)
+
+    async def rmdir(self, *args: object, **kwargs: object) -> None:
+        raise pyfuse3.FUSEError(errno.EROFS)
+
+    async def rename(self, *args: object, **kwargs: object) -> None:
+        raise pyfuse3.FUSEError(errno.EROFS)
