@@ -7,6 +7,7 @@ import mmap
 import os
 import random
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,7 @@ def test_every_file_reads_equal_with_cat_dd_read_pread_mmap(
                 assert os.pread(fd, length, offset) == data[offset : offset + length], name
             if data:
                 with mmap.mmap(fd, 0, prot=mmap.PROT_READ) as mapped:
-                    assert sha256(mapped) == want, f"mmap {name}"
+                    assert sha256(memoryview(mapped)) == want, f"mmap {name}"
         finally:
             os.close(fd)
 
@@ -102,9 +103,9 @@ def test_writes_fail_with_erofs(
     mount = mounter.mount(
         tmp_path / "ro", "--dataset", "ta/data", token=fuse_cluster.cluster.token("ta")
     )
-    attempts = [
-        lambda: open(mount.path / "new.bin", "wb"),
-        lambda: open(mount.path / "one.bin", "r+b"),
+    attempts: list[Callable[[], object]] = [
+        lambda: os.open(mount.path / "new.bin", os.O_WRONLY | os.O_CREAT),
+        lambda: os.open(mount.path / "one.bin", os.O_RDWR),
         lambda: os.mkdir(mount.path / "dir"),
         lambda: os.unlink(mount.path / "one.bin"),
         lambda: os.rename(mount.path / "one.bin", mount.path / "two.bin"),
