@@ -47,13 +47,14 @@ from cachecluster.api import (
 )
 from cachecluster.cli.context import (
     add_master_argument,
+    add_token_argument,
     read_cluster_file,
+    resolve_cli_token,
     resolve_home,
     resolve_master,
 )
 from cachecluster.cli.dataset_cmds import parse_ref
 from cachecluster.cli.load_cmds import open_channel, outcome_line, wait_for_dataload
-from cachecluster.client.master_api import resolve_token
 from cachecluster.common.error_map import to_exit_code
 from cachecluster.common.errors import (
     CacheClusterError,
@@ -317,7 +318,7 @@ async def _apply(args: argparse.Namespace) -> int:
     text, source = read_source(args.filename)
     documents = parse_documents(text, source)
     master = resolve_master(args)
-    token = resolve_token(args.token, resolve_home(args.home))
+    token = resolve_cli_token(args)
     local_home = _local_cluster(args, master)
     loads: list[tuple[Document, int]] = []
     ordered = [d for d in documents if isinstance(d.spec, SecretDoc)]
@@ -430,9 +431,7 @@ async def _delete(args: argparse.Namespace) -> int:
         namespace, name = parse_ref(args.ref)
         targets = [(category, namespace, name, f"{resource}/{name}")]
     missing = 0
-    async with open_channel(
-        resolve_master(args), resolve_token(args.token, resolve_home(args.home))
-    ) as channel:
+    async with open_channel(resolve_master(args), resolve_cli_token(args)) as channel:
         stubs = Stubs(channel)
         for category, namespace, name, resource in targets:
             if category == "CacheRuntime" and not args.filename:
@@ -461,11 +460,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     apply.add_argument(
         "--wait", action="store_true", help="follow the file's DataLoads until they finish"
     )
-    apply.add_argument(
-        "--token",
-        default=None,
-        help="namespace token (default $CACHECLUSTER_TOKEN, else the local cluster admin's)",
-    )
+    add_token_argument(apply)
     add_master_argument(apply)
     apply.set_defaults(handler=cmd_apply)
 
@@ -477,10 +472,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     delete.add_argument("kind", nargs="?", choices=sorted(_KINDS), help="what to delete")
     delete.add_argument("ref", nargs="?", help="NS/NAME (NAME alone: namespace default)")
     delete.add_argument("-f", "--filename", default=None, help="YAML file, or - for stdin")
-    delete.add_argument(
-        "--token",
-        default=None,
-        help="namespace token (default $CACHECLUSTER_TOKEN, else the local cluster admin's)",
-    )
+    add_token_argument(delete)
     add_master_argument(delete)
     delete.set_defaults(handler=cmd_delete)

@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import grpc
+
 CLUSTER_FILE = "cluster.json"
 
 
@@ -61,3 +63,29 @@ def resolve_master(args: argparse.Namespace) -> str:
 
     home = resolve_home(getattr(args, "home", None))
     return resolve_master_address(getattr(args, "master", None), home)
+
+
+def add_token_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--token`` (a namespace token) to a subcommand that talks to a cluster."""
+    parser.add_argument(
+        "--token",
+        default=None,
+        help="namespace token (default $CACHECLUSTER_TOKEN, else the local cluster admin's)",
+    )
+
+
+def resolve_cli_token(args: argparse.Namespace) -> str | None:
+    """The token a command sends: ``--token``, ``$CACHECLUSTER_TOKEN``, else the local admin's."""
+    from cachecluster.client.master_api import resolve_token
+
+    return resolve_token(getattr(args, "token", None), resolve_home(getattr(args, "home", None)))
+
+
+def master_channel(args: argparse.Namespace) -> grpc.aio.Channel:
+    """A channel to the command's master that sends the command's token on every call."""
+    from cachecluster.common.grpc_auth import auth_interceptors
+
+    token = resolve_cli_token(args)
+    return grpc.aio.insecure_channel(
+        resolve_master(args), interceptors=auth_interceptors(lambda: token)
+    )

@@ -24,7 +24,11 @@ import grpc
 from rich.console import Console
 from rich.table import Table
 
-from cachecluster.cli.context import add_master_argument, resolve_master
+from cachecluster.cli.context import (
+    add_master_argument,
+    add_token_argument,
+    master_channel,
+)
 from cachecluster.common.errors import InvalidArgument, NotFound
 from cachecluster.common.grpc_errors import rpc_errors
 from cachecluster.protos import master_pb2, master_pb2_grpc
@@ -63,7 +67,7 @@ def _run(call: Coroutine[Any, Any, _T]) -> _T:
 
 
 def _channel(args: argparse.Namespace) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(resolve_master(args))
+    return master_channel(args)
 
 
 def merge_mount(spec: dict[str, Any], mount: dict[str, Any]) -> dict[str, Any]:
@@ -215,15 +219,18 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         help="UFS option, e.g. fs.s3.endpoint=http://127.0.0.1:8333 (repeatable)",
     )
     add_master_argument(add)
+    add_token_argument(add)
     add.set_defaults(handler=cmd_add)
 
     ls = commands.add_parser("ls", help="list datasets")
     ls.add_argument("-n", "--namespace", default="", help="only this namespace")
     ls.add_argument("-o", "--output", choices=("table", "json"), default="table")
     add_master_argument(ls)
+    add_token_argument(ls)
     ls.set_defaults(handler=cmd_ls)
 
     rm = commands.add_parser("rm", help="delete a dataset")
     rm.add_argument("dataset", metavar="NS/NAME")
     add_master_argument(rm)
+    add_token_argument(rm)
     rm.set_defaults(handler=cmd_rm)

@@ -30,11 +30,13 @@ from typing import Any
 import grpc
 import yaml
 
-from cachecluster.cli.context import add_master_argument, resolve_home, resolve_master
+from cachecluster.cli.context import (
+    add_master_argument,
+    add_token_argument,
+    master_channel,
+)
 from cachecluster.cli.load_cmds import dataload_rows as load_rows
-from cachecluster.client.master_api import resolve_token
 from cachecluster.common.errors import InvalidArgument, NotFound
-from cachecluster.common.grpc_auth import auth_interceptors
 from cachecluster.common.grpc_errors import rpc_errors
 from cachecluster.common.units import format_size
 from cachecluster.protos import (
@@ -292,10 +294,7 @@ def dataload_rows(
 
 
 def _channel(args: argparse.Namespace) -> grpc.aio.Channel:
-    token = resolve_token(args.token, resolve_home(args.home))
-    return grpc.aio.insecure_channel(
-        resolve_master(args), interceptors=auth_interceptors(lambda: token)
-    )
+    return master_channel(args)
 
 
 def _namespace(args: argparse.Namespace) -> str:
@@ -471,10 +470,6 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         action="store_true",
         help="wait for fresh figures (a new UFS listing) instead of the last computed ones",
     )
-    parser.add_argument(
-        "--token",
-        default=None,
-        help="namespace token (default $CACHECLUSTER_TOKEN, else the local cluster admin's)",
-    )
+    add_token_argument(parser)
     add_master_argument(parser)
     parser.set_defaults(handler=cmd_get)

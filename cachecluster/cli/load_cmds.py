@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import time
 from collections.abc import Iterable
@@ -37,7 +36,12 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from cachecluster.cli.context import add_master_argument, resolve_master
+from cachecluster.cli.context import (
+    add_master_argument,
+    add_token_argument,
+    resolve_cli_token,
+    resolve_master,
+)
 from cachecluster.cli.dataset_cmds import parse_ref
 from cachecluster.common.grpc_auth import auth_interceptors
 from cachecluster.common.grpc_errors import rpc_errors
@@ -94,9 +98,8 @@ def dataload_rows(
 
 
 def token_from(args: argparse.Namespace) -> str | None:
-    """The namespace token: ``--token``, else ``$CACHECLUSTER_TOKEN``, else none (open cluster)."""
-    token: str | None = getattr(args, "token", None) or os.environ.get("CACHECLUSTER_TOKEN")
-    return token or None
+    """The namespace token: ``--token``, ``$CACHECLUSTER_TOKEN``, else the local admin's."""
+    return resolve_cli_token(args)
 
 
 def open_channel(master: str, token: str | None = None) -> grpc.aio.Channel:
@@ -258,8 +261,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--no-wait", action="store_true", help="create the DataLoad and return at once"
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    parser.add_argument(
-        "--token", default=None, help="namespace token (default $CACHECLUSTER_TOKEN)"
-    )
+    add_token_argument(parser)
     add_master_argument(parser)
     parser.set_defaults(handler=cmd_load)

@@ -67,9 +67,11 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     )
     up.add_argument(
         "--auth",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=True,
         help="create <home>/cluster-secret (0600) and require tokens: clients see only "
-        "their namespace (`cachecluster token NS`); default: open (dev mode)",
+        "their namespace (`cachecluster token NS`); the local admin (who can read the "
+        "secret) needs none. --no-auth runs open (dev mode). Default: --auth",
     )
     up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for start-up")
     up.set_defaults(handler=run_up)
@@ -117,7 +119,7 @@ def cluster_from_args(args: argparse.Namespace) -> LocalCluster:
         master_port=args.master_port,
         worker_port_base=args.worker_port_base,
         start_timeout=args.timeout,
-        auth=getattr(args, "auth", False),
+        auth=getattr(args, "auth", True),
     )
 
 

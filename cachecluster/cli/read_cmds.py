@@ -37,9 +37,14 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from cachecluster.cli.context import add_master_argument, resolve_home, resolve_master
+from cachecluster.cli.context import (
+    add_master_argument,
+    add_token_argument,
+    resolve_cli_token,
+    resolve_master,
+)
 from cachecluster.client.client import AsyncClient, AsyncFile
-from cachecluster.client.master_api import FileInfo, parse_dataset_path, resolve_token
+from cachecluster.client.master_api import FileInfo, parse_dataset_path
 from cachecluster.common.errors import InvalidArgument
 from cachecluster.common.units import format_size
 
@@ -79,16 +84,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 def _add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     add_master_argument(parser)
-    parser.add_argument(
-        "--token",
-        default=None,
-        help="namespace token (default $CACHECLUSTER_TOKEN, else the local cluster admin's)",
-    )
+    add_token_argument(parser)
 
 
 def _run(args: argparse.Namespace, body: Callable[[AsyncClient], Awaitable[T]]) -> T:
     master = resolve_master(args)
-    token = resolve_token(args.token, resolve_home(args.home))
+    token = resolve_cli_token(args)
 
     async def main() -> T:
         async with AsyncClient(master, token=token) as client:
