@@ -15,12 +15,13 @@ us for streams read once, at the price of the page cache and of ``mmap``.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import os
 import stat
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import pyfuse3
@@ -37,6 +38,58 @@ DIR_MODE = stat.S_IFDIR | 0o555
 FILE_MODE = stat.S_IFREG | 0o444
 BLOCK_UNIT = 512
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND | os.O_CREAT
+CHUNK = 4 << 20
+"""Sequential reads fetch aligned chunks of this size and answer the kernel's
+128 KiB-1 MiB requests with memoryviews of them: one client call a chunk."""
+KEEP_CHUNKS = 4
+NEAR_CHUNKS = 8
+"""A read within this many chunks of the last one counts as sequential (the
+kernel's concurrent read-ahead requests arrive slightly out of order)."""
+
+
+@dataclass(slots=True)
+class _Handle:
+    """An open file: its client file and its latest chunks (tasks, single-flight).
+
+    ``lock``: one client call at a time per file, in arrival order (the
+    client keeps its own read-ahead going underneath).
+    """
+
+    file: AsyncFile
+    lock: asyncio.Lock
+    chunks: dict[int, asyncio.Task[memoryview]] = field(default_factory=dict)
+    last: int = 0
+
+    def near(self, index: int) -> bool:
+        return self.last - 1 <= index <= self.last + NEAR_CHUNKS
+
+    def chunk(self, index: int) -> asyncio.Task[memoryview]:
+        task = self.chunks.get(index)
+        if task is None:
+            task = asyncio.ensure_future(self._fetch(index))
+            self.chunks[index] = task
+            while len(self.chunks) > KEEP_CHUNKS:  # the oldest; waiters keep theirs
+                del self.chunks[next(iter(self.chunks))]
+        self.last = max(self.last, index) if self.near(index) else index
+        return task
+
+    async def _fetch(self, index: int) -> memoryview:
+        start = index * CHUNK
+        buffer = bytearray(min(CHUNK, self.file.size - start))
+        try:
+            async with self.lock:
+                got = await self.file.pread_into(start, buffer)
+        except BaseException:
+            if self.chunks.get(index) is asyncio.current_task():
+                del self.chunks[index]
+            raise
+        return memoryview(buffer)[:got]
+
+    async def exact(self, off: int, end: int) -> memoryview:
+        buffer = bytearray(end - off)
+        async with self.lock:
+            got = await self.file.pread_into(off, buffer)
+        return memoryview(buffer)[:got]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +132,7 @@ class CacheClusterOperations(pyfuse3.Operations):
         self._paths: dict[int, str] = {pyfuse3.ROOT_INODE: ""}
         self._inodes: dict[str, int] = {"": pyfuse3.ROOT_INODE}
         self._next_inode = pyfuse3.ROOT_INODE + 1
-        self._files: dict[int, AsyncFile] = {}
+        self._files: dict[int, _Handle] = {}
         self._dirs: dict[int, list[tuple[str, FileInfo]]] = {}
         self._next_fh = 1
         self._cached_version: dict[int, str] = {}
@@ -233,7 +286,7 @@ class CacheClusterOperations(pyfuse3.Operations):
             file = await self.client.open(self.view.full(relative))
             fh = self._next_fh
             self._next_fh += 1
-            self._files[fh] = file
+            self._files[fh] = _Handle(file, asyncio.Lock())
             # Keep the kernel's pages while the version is the one they came from.
             version = file.info.version
             keep = self._cached_version.get(inode) == version
@@ -250,21 +303,31 @@ class CacheClusterOperations(pyfuse3.Operations):
     async def read(  # type: ignore[override]  # any buffer: pyfuse3 takes a memoryview
         self, fh: pyfuse3.FileHandleT, off: int, size: int
     ) -> memoryview:
-        file = self._files.get(fh)
-        if file is None:
+        handle = self._files.get(fh)
+        if handle is None:
             raise pyfuse3.FUSEError(errno.EBADF)
+        file = handle.file
 
         async def run() -> memoryview:
-            buffer = bytearray(min(size, max(0, file.size - off)))
-            got = await file.pread_into(off, buffer) if buffer else 0
-            return memoryview(buffer)[:got]
+            end = min(off + size, file.size)
+            if off >= end:
+                return memoryview(b"")
+            index = off // CHUNK
+            if (end - 1) // CHUNK != index or not (index in handle.chunks or handle.near(index)):
+                handle.last = index
+                return await handle.exact(off, end)  # random: exactly what was asked
+            chunk = await handle.chunk(index)
+            start = index * CHUNK
+            return chunk[off - start : min(end - start, len(chunk))]
 
         return await self._call(f"read {file.path}@{off}+{size}", run)
 
     async def release(self, fh: pyfuse3.FileHandleT) -> None:
-        file = self._files.pop(fh, None)
-        if file is not None:
-            await file.close()
+        handle = self._files.pop(fh, None)
+        if handle is not None:
+            for task in handle.chunks.values():
+                task.cancel()
+            await handle.file.close()
 
     async def close_all(self) -> None:
         """Close every open file (at unmount)."""
