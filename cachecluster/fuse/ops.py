@@ -38,9 +38,11 @@ DIR_MODE = stat.S_IFDIR | 0o555
 FILE_MODE = stat.S_IFREG | 0o444
 BLOCK_UNIT = 512
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND | os.O_CREAT
-CHUNK = 4 << 20
-"""Sequential reads fetch aligned chunks of this size and answer the kernel's
-128 KiB-1 MiB requests with memoryviews of them: one client call a chunk."""
+CHUNK = 8 << 20
+"""Sequential reads fetch aligned chunks of this size, the next one ahead, and
+answer the kernel's 128 KiB-1 MiB requests with memoryviews of them: one
+client call a chunk (the client reads 8 MiB at 1.5-1.8 GB/s, 128 KiB calls
+at a fraction of that)."""
 KEEP_CHUNKS = 4
 NEAR_CHUNKS = 8
 """A read within this many chunks of the last one counts as sequential (the
@@ -316,7 +318,10 @@ class CacheClusterOperations(pyfuse3.Operations):
             if (end - 1) // CHUNK != index or not (index in handle.chunks or handle.near(index)):
                 handle.last = index
                 return await handle.exact(off, end)  # random: exactly what was asked
-            chunk = await handle.chunk(index)
+            task = handle.chunk(index)
+            if (index + 1) * CHUNK < file.size:
+                handle.chunk(index + 1)  # ahead: fetched while the kernel copies this one
+            chunk = await task
             start = index * CHUNK
             return chunk[off - start : min(end - start, len(chunk))]
 
