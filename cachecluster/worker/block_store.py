@@ -161,7 +161,7 @@ class BlockStore:
         self.verify_mem = verify_mem
         self._io_threads = max(1, io_threads)
         self._index: dict[str, _Entry] = {}
-        self._flights: SingleFlight[str, memoryview] = SingleFlight()
+        self._flights: SingleFlight[str, memoryview | None] = SingleFlight()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -295,18 +295,43 @@ class BlockStore:
         self.metrics.record_miss()
         if loader is None:
             raise NotFound(f"block {block_id}: not cached and no loader given")
-        self._check_running()  # no new loads once close() has begun
-        data = await self._flights.do(
-            block_id, functools.partial(self._load_and_store, block_id, loader)
-        )
-        try:  # not a touch: for the policy this block was just added, read once
-            lease = await self._open_cached(block_id, promote=False, touch=False)
-        except CorruptBlock:
-            lease = None
-        if lease is None:  # no tier could hold it, or it left already
-            lease = BlockLease.in_memory(block_id, data)
+        while True:
+            self._check_running()  # no new loads once close() has begun
+            data = await self._flights.do(
+                block_id, functools.partial(self._load_and_store, block_id, loader, None)
+            )
+            try:  # not a touch: for the policy this block was just added, read once
+                lease = await self._open_cached(block_id, promote=False, touch=False)
+            except CorruptBlock:
+                lease = None
+            if lease is None and data is not None:  # no tier could hold it, or it left already
+                lease = BlockLease.in_memory(block_id, data)
+            if lease is not None:
+                break
+            # Stored by a load whose buffer went back to its pool, and gone already: fetch again.
         self.metrics.record_served(lease.length)
         return lease
+
+    async def load(
+        self, block_id: str, loader: BlockLoader, recycle: Callable[[], None] | None = None
+    ) -> bool:
+        """Make sure the block is stored (a DataLoad); ``True`` if it was cached already.
+
+        Unlike :meth:`get` no lease is opened and nothing is read back or
+        counted as a miss or as bytes served: a load is a fetch and a store.
+        It shares the single flight with readers. When this call's loader ran
+        and its bytes were stored on a tier, ``recycle`` is called (the
+        loader's buffer is free again: nobody else holds it); otherwise the
+        buffer is left to whoever holds it (readers served from memory).
+        """
+        check_block_id(block_id)
+        self._check_running()
+        if self.contains(block_id):
+            return True
+        await self._flights.do(
+            block_id, functools.partial(self._load_and_store, block_id, loader, recycle)
+        )
+        return False
 
     async def put(self, block_id: str, data: bytes | bytearray | memoryview) -> Medium | None:
         """Store a block (no-op if it is stored already); the medium it is on, or ``None``.
@@ -377,8 +402,14 @@ class BlockStore:
                 self._schedule_promotion(entry, tier, opened.data)
             return lease
 
-    async def _load_and_store(self, block_id: str, loader: BlockLoader) -> memoryview:
-        """The single-flight body: run the loader, store the bytes, return them."""
+    async def _load_and_store(
+        self, block_id: str, loader: BlockLoader, recycle: Callable[[], None] | None
+    ) -> memoryview | None:
+        """The single-flight body: run the loader, store the bytes, return them.
+
+        With ``recycle``, bytes stored on a tier are given back to it and
+        ``None`` is returned (waiters then open the block from its tier).
+        """
         started = time.perf_counter()
         try:
             raw = await loader()
@@ -390,9 +421,14 @@ class BlockStore:
         view = memoryview(raw).cast("B")
         self.metrics.record_load(len(view), time.perf_counter() - started)
         try:
-            await asyncio.shield(self._spawn(self._store(block_id, view)))
+            medium = await asyncio.shield(self._spawn(self._store(block_id, view)))
         except OSError as error:
             log.warning("could not store block %s, serving it from memory: %s", block_id, error)
+            return view
+        if recycle is not None and medium is not None:
+            del view, raw
+            recycle()
+            return None
         return view
 
     # ------------------------------------------------------------ mutations (tasks)

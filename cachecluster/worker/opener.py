@@ -68,6 +68,8 @@ REPLICATION_BATCH = 64
 """Blocks in one LoadBlocks call at most."""
 PEER_CHANNEL_OPTIONS = (("grpc.max_reconnect_backoff_ms", 2000),)
 """A restarted peer is reached again within seconds, not gRPC's default two minutes."""
+MAX_IDLE_BUFFERS = 32
+"""Block buffers the opener keeps for loads between uses (a LoadBlocks call's parallelism x 4)."""
 REPLICATION_CALL_TIMEOUT = 120.0
 """Seconds one replication call may take (a batch of fetches from a slow UFS)."""
 
@@ -119,6 +121,7 @@ class UfsBlockOpener:
         self.mounts = mounts
         self.ring = ring
         self.replicator = replicator
+        self.buffers = BufferPool()
 
     async def open_block(self, request: ReadRequest) -> BlockLease:
         """The data server's entry point: a lease on the requested block (see the module doc)."""
@@ -129,32 +132,48 @@ class UfsBlockOpener:
         return await self.store.get(request.block_id, lambda: self.fetch(key))
 
     async def load(self, block_id: str, key: BlockKey) -> LoadOutcome:
-        """Make sure a block is cached (LoadBlocks); ``key`` must be checked by the caller."""
+        """Make sure a block is cached (LoadBlocks); ``key`` must be checked by the caller.
+
+        A fetch and a store (no lease, no read-back), into a buffer of the
+        opener's pool that goes back to it once the block is on a tier.
+        """
         if self.store.contains(block_id):
             return LoadOutcome(block_id, True, 0)
         fetched = 0
+        buffer: bytearray | None = None
 
         async def loader() -> memoryview:
-            nonlocal fetched
-            data = await self.fetch(key)
+            nonlocal fetched, buffer
+            block_size = self.ring.require_block_size()
+            buffer = self.buffers.acquire(block_size)
+            data = await self.fetch(key, buffer)
             fetched = len(data)
             return data
 
-        lease = await self.store.get(block_id, loader)
-        lease.close()
-        return LoadOutcome(block_id, False, fetched)
+        def recycle() -> None:
+            nonlocal buffer
+            if buffer is not None:
+                self.buffers.release(buffer)
+                buffer = None
 
-    async def fetch(self, key: BlockKey) -> memoryview:
+        already = await self.store.load(block_id, loader, recycle)
+        return LoadOutcome(block_id, already, fetched)
+
+    async def fetch(self, key: BlockKey, buffer: bytearray | None = None) -> memoryview:
         """Read block ``key`` from its UFS: ``block_size`` bytes, fewer at the end of the file.
 
         Runs at most once per block at a time (it is the store's loader).
-        Raises ``NotFound`` for a block past the end of the file,
-        ``VersionChanged`` when the file has another version now.
+        Reads into ``buffer`` when given (at least a block long; the result
+        is a view of it), else into a new one. Raises ``NotFound`` for a block
+        past the end of the file, ``VersionChanged`` when the file has
+        another version now.
         """
         block_size = self.ring.require_block_size()
         mount = await self.mounts.get(key.mount_id)
-        buffer = bytearray(block_size)
-        view = memoryview(buffer)
+        pooled = buffer is not None
+        if buffer is None:
+            buffer = bytearray(block_size)
+        view = memoryview(buffer)[:block_size]
         offset = key.index * block_size
         count = await mount.backend.read_into(key.path, offset, view, version=key.version)
         if count <= 0:
@@ -162,7 +181,7 @@ class UfsBlockOpener:
                 f"block {key.index} of {mount.spec.uri.rstrip('/')}/{key.path} is past the end "
                 f"of the file (offset {offset})"
             )
-        if count < block_size // 4:  # a small file: do not keep a whole block's buffer alive
+        if count < block_size // 4 and not pooled:  # small: do not keep a whole block alive
             view = memoryview(bytes(view[:count]))
         block_id = key.id
         if self.replicator is not None and self.ring.replicas > 1:
@@ -170,6 +189,34 @@ class UfsBlockOpener:
             if owners and owners[0] == self.ring.worker_id:
                 self.replicator.submit(block_id, key, mount.spec.uri, offset, count, owners[1:])
         return view[:count]
+
+
+class BufferPool:
+    """Block buffers for UFS reads, reused: touching fresh pages costs more than the copy.
+
+    At most ``max_idle`` buffers are kept between uses (``max_idle`` x the
+    block size of memory); a buffer of another size is dropped.
+    """
+
+    def __init__(self, max_idle: int = MAX_IDLE_BUFFERS) -> None:
+        self.max_idle = max_idle
+        self._idle: list[bytearray] = []
+
+    def acquire(self, size: int) -> bytearray:
+        """A buffer of ``size`` bytes (its contents are stale)."""
+        while self._idle:
+            buffer = self._idle.pop()
+            if len(buffer) == size:
+                return buffer
+        return bytearray(size)
+
+    def release(self, buffer: bytearray) -> None:
+        """Give a buffer back; nobody may use it afterwards."""
+        if len(self._idle) < self.max_idle:
+            self._idle.append(buffer)
+
+    def __len__(self) -> int:
+        return len(self._idle)
 
 
 class Replicator:

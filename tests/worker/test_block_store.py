@@ -238,6 +238,44 @@ async def test_32_concurrent_readers_one_loader_call(
     assert loader.calls == {7: 1} and harness.value("block_hits_total", medium="MEM") == 1
 
 
+async def test_load_fetches_and_stores_once_shared_with_readers_and_recycles(
+    shm_dir: Path, harness_factory: Callable[..., Awaitable[Harness]]
+) -> None:
+    harness = await harness_factory([tier(shm_dir, Medium.MEM, 4)])
+    loader = CountingLoader(delay=0.02)
+    recycled: list[int] = []
+    load = asyncio.ensure_future(
+        harness.store.load(block_id(5), loader(5), lambda: recycled.append(5))
+    )
+    await asyncio.sleep(0.005)  # the load's flight is running: readers join it
+    readers = await asyncio.gather(*(read_all(harness.store, 5, loader) for _ in range(4)))
+    assert await load is False
+    assert loader.calls == {5: 1} and recycled == [5]
+    assert all(result == block_data(5) for result in readers)  # from the tier, not the buffer
+    assert harness.value("block_misses_total") == 4  # the readers' misses; a load is no miss
+    assert harness.value("bytes_served_total") == 4 * SMALL_BLOCK
+    assert harness.value("bytes_fetched_total") == SMALL_BLOCK
+    assert await harness.store.load(block_id(5), loader(5), lambda: recycled.append(0)) is True
+    assert loader.calls == {5: 1} and recycled == [5]
+
+
+async def test_load_of_a_block_no_tier_holds_keeps_its_buffer(
+    shm_dir: Path, harness_factory: Callable[..., Awaitable[Harness]]
+) -> None:
+    harness = await harness_factory([tier(shm_dir, Medium.MEM, 2)])
+    loader = CountingLoader(delay=0.02)
+    recycled: list[int] = []
+    big = 3 * SMALL_BLOCK
+    load = asyncio.ensure_future(
+        harness.store.load(block_id(1), loader(1, big), lambda: recycled.append(1))
+    )
+    await asyncio.sleep(0.005)
+    async with await harness.store.get(block_id(1), loader(1, big)) as lease:
+        assert lease.medium is None and lease.read() == block_data(1, big)
+    assert await load is False
+    assert recycled == [] and loader.calls == {1: 1}
+
+
 async def test_failed_load_reaches_all_waiters_and_is_retried(
     shm_dir: Path, harness_factory: Callable[..., Awaitable[Harness]]
 ) -> None:

@@ -348,6 +348,7 @@ async def test_opener_load_reports_already_cached(
     key = BlockKey(MOUNT, "f.bin", local_version(ufs_dir / "f.bin"), 1)
     first = await local_opener.load(key.id, key)
     assert (first.already_cached, first.bytes_fetched) == (False, 5)
+    assert len(local_opener.buffers) == 1  # the block is stored: its buffer is free again
     again = await local_opener.load(key.id, key)
     assert (again.already_cached, again.bytes_fetched) == (True, 0)
 
