@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import logging
 import time
 from collections.abc import Iterable
@@ -255,11 +256,15 @@ class LoadRun:
     async def _load(self, files: dict[str, tuple[EntryStatus, int]]) -> None:
         self._ring = ring = await self._build_ring()
         per_worker = self._plan(files, ring)
+        batches = [list(_chunks(copies, BATCH_BLOCKS)) for copies in per_worker.values()]
+        workers = list(per_worker)
+        # Round robin over the workers, so that every worker starts at once.
         await asyncio.gather(
             *(
-                self._send_batch(worker_id, batch)
-                for worker_id, copies in per_worker.items()
-                for batch in _chunks(copies, BATCH_BLOCKS)
+                self._send_batch(workers[index], batch)
+                for round_ in itertools.zip_longest(*batches)
+                for index, batch in enumerate(round_)
+                if batch is not None
             )
         )
 
@@ -281,7 +286,9 @@ class LoadRun:
         request = worker_pb2.LoadBlocksRequest(
             blocks=[copy.block.ref for copy in copies], parallelism=WORKER_PARALLELISM
         )
-        async with self._slots, slots:
+        # The worker's slot first: a call waiting for its worker must not hold one of the
+        # global slots, or the first worker's batches would take them all and starve the rest.
+        async with slots, self._slots:
             try:
                 response = await self._stub(worker_id).LoadBlocks(request, timeout=CALL_TIMEOUT_S)
             except grpc.aio.AioRpcError as exc:
