@@ -19,8 +19,11 @@ same run:
     run (``drop_caches``), buffered and direct_io: ours vs the passthrough
     baseline (target >= 0.8x) vs plain tmpfs;
 (c) keep_cache re-read: the same file again without dropping (page cache);
-(d) 10,000 small files listed, then read whole (``open().read()``), warm cluster, page
-    cache dropped: files/s through the mount vs tmpfs; the first (cold) pass too.
+(d) ``ls -l`` of the 10,000 small files; the files listed, then read whole
+    (``open().read()``), warm cluster, page cache dropped: files/s through
+    the mount vs tmpfs; the first (cold) pass too;
+(e) the client alone (``AsyncClient.pread_into`` of 8 MiB, no FUSE): the
+    ceiling the mount's sequential read can reach.
 
 Reads use ``readinto`` of a 16 MiB buffer on an unbuffered file. Bytes are
 checked (sha256) once. Prints medians with min/max in GB/s (10^9 bytes/s);
@@ -172,6 +175,33 @@ def small_files_rate(folder: Path, names: list[str]) -> float:
     return len(names) / (time.perf_counter() - start)
 
 
+def client_read(master: str, path: str, runs: int) -> list[float]:
+    """GB/s of sequential 8 MiB ``pread_into`` calls with the client alone (no FUSE)."""
+    from cachecluster.client.client import AsyncClient
+
+    async def run() -> list[float]:
+        figures: list[float] = []
+        async with AsyncClient(master) as client:
+            buffer = bytearray(8 << 20)
+            for _ in range(runs):
+                file = await client.open(path)
+                start, offset = time.perf_counter(), 0
+                while got := await file.pread_into(offset, buffer):
+                    offset += got
+                figures.append(offset / (time.perf_counter() - start) / 1e9)
+                await file.close()
+        return figures
+
+    return asyncio.run(run())
+
+
+def listing_seconds(folder: Path) -> float:
+    """Seconds of ``ls -l`` of ``folder``."""
+    start = time.perf_counter()
+    subprocess.run(["ls", "-l", str(folder)], capture_output=True, check=True)
+    return time.perf_counter() - start
+
+
 def summary(label: str, values: list[float], unit: str = "GB/s") -> str:
     return (
         f"{label:<44} median {statistics.median(values):8.2f} {unit}"
@@ -291,8 +321,13 @@ def main(argv: list[str] | None = None) -> int:
                 if label in rereads:  # again, from the pages the read just left
                     figures[rereads[label]].append(timed_read(path, buffer))
 
+        figures["client alone (AsyncClient.pread_into 8 MiB, no FUSE)"] = client_read(
+            cluster.master_address, f"bench/data/{FILE_NAME}", args.runs
+        )
         drop_caches()
         small_cold = small_files_rate(buffered, names)
+        time.sleep(6)  # past the metadata TTL: ls -l asks the master again
+        listing = [listing_seconds(buffered / "small") for _ in range(3)]
         small: dict[str, list[float]] = {"tmpfs": [], "cachecluster mount": []}
         for _ in range(max(1, args.runs // 2)):
             drop_caches()
@@ -312,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.small_files} files of 64 KiB, cold first pass: "
             f"{small_cold:.0f} files/s through the mount"
         )
+        print(summary(f"ls -l of {args.small_files} files through the mount", listing, "s"))
         for label, values in small.items():
             print(summary(f"small files warm, {label}", values, "files/s"))
         return 0

@@ -64,7 +64,7 @@ def mount(
     address = resolve_master_address(master)
     token = resolve_token(token)
     apply_dataset(address, namespace, name, source, options, token=token)
-    mount_root = os.path.abspath(root or default_root(namespace))
+    mount_root = os.path.abspath(os.path.expanduser(root or default_root(namespace)))
     if not fuse_mount.is_mounted(mount_root):
         fuse_mount.mount_background(
             MountOptions(
@@ -86,7 +86,7 @@ def mount(
 
 def unmount(path: str | Path, *, master: str | None = None, token: str | None = None) -> None:
     """Remove a dataset a :func:`mount` added (its path), or a whole mount (its root)."""
-    target = os.path.abspath(path)
+    target = os.path.abspath(os.path.expanduser(path))
     if fuse_mount.is_mounted(target):
         fuse_mount.unmount(target)
         return
