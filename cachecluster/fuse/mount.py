@@ -29,6 +29,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import uvloop
+
 from cachecluster.client.cluster_view import DEFAULT_METADATA_TTL
 from cachecluster.common.errors import CacheClusterError, ConfigError, ErrorKind, Unavailable
 
@@ -92,14 +94,19 @@ def is_mounted(mountpoint: str | Path) -> bool:
     return entry is not None and entry[1].startswith("fuse")
 
 
+STALE_ERRNOS = frozenset({errno.ENOTCONN, errno.ECONNABORTED})
+"""What a FUSE mount whose process died answers ("Transport endpoint is not
+connected"; "Software caused connection abort" right after the death)."""
+
+
 def is_stale(mountpoint: str | Path) -> bool:
-    """True when a mount sits there but its process is gone (ENOTCONN)."""
+    """True when a mount sits there but its process is gone."""
     if mount_entry(mountpoint) is None:
         return False
     try:
         os.stat(mountpoint)
     except OSError as exc:
-        return exc.errno == errno.ENOTCONN
+        return exc.errno in STALE_ERRNOS
     return False
 
 
@@ -256,7 +263,7 @@ def serve(options: MountOptions) -> None:
         root.addHandler(handler)
         root.setLevel(logging.INFO)
     options = MountOptions(**{**asdict(options), "mountpoint": mountpoint})
-    asyncio.run(_serve(options))
+    uvloop.run(_serve(options))  # pyfuse3.asyncio and grpc.aio run on it
 
 
 def mount_background(
