@@ -101,7 +101,14 @@ def start_cluster(root: Path, workers: int = 2) -> LocalCluster:
         workers=workers,
         block_size=BLOCK_SIZE,
         replicas=2,
-        master_args=["--heartbeat-interval", "0.5", "--missed-heartbeats", "4"],
+        master_args=[
+            "--heartbeat-interval",
+            "0.5",
+            "--missed-heartbeats",
+            "4",
+            "--metadata-sync-interval",
+            str(METADATA_TTL),
+        ],
         auth=True,
     )
     return cluster.start()

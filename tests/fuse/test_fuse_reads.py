@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from cachecluster.common import auth
-from tests.fuse.conftest import FILES_A, FILES_B, FuseCluster, Mounter, sha256
+from tests.fuse.conftest import FILES_A, FILES_B, FuseCluster, Mounter, sha256, wait_until
 
 BIG = "big/seven.bin"
 
@@ -116,3 +116,22 @@ def test_writes_fail_with_erofs(
             attempt()
         assert caught.value.errno == errno.EROFS
     assert (mount.path / "one.bin").read_bytes() == FILES_A["one.bin"]
+
+
+def test_a_changed_file_is_read_anew_kept_pages_dropped(
+    fuse_cluster: FuseCluster, mounter: Mounter, tmp_path: Path
+) -> None:
+    folder = fuse_cluster.apply("tver", "data", {"v.bin": b"a" * 300_000})
+    mount = mounter.mount(
+        tmp_path / "v", "--dataset", "tver/data", token=fuse_cluster.cluster.token("tver")
+    )
+    path = mount.path / "v.bin"
+    assert path.read_bytes() == b"a" * 300_000
+    assert path.read_bytes() == b"a" * 300_000  # keep_cache: from the page cache
+    (folder / "v.bin").write_bytes(b"b" * 300_000)  # same size, new version
+    os.utime(folder / "v.bin", (1, 2_000_000_000))
+    wait_until(
+        lambda: path.read_bytes() == b"b" * 300_000,
+        10,
+        "the new version is read through the mount (the old pages dropped)",
+    )
