@@ -33,6 +33,7 @@ from cachecluster.common.errors import (
     InvalidArgument,
     NotFound,
     UfsError,
+    Unavailable,
     VersionChanged,
 )
 from cachecluster.common.paths import normalize_path
@@ -286,6 +287,56 @@ class ObjectStoreBackend(UfsBackend):
         """
 
     @abc.abstractmethod
+    def _receive_range(
+        self,
+        key: str,
+        start: int,
+        view: memoryview,
+        raw: Any,
+        *,
+        partial: bool,
+        length: int,
+        content_range: str | None,
+        abort: threading.Event | None,
+    ) -> int:
+        """Check a ranged GET's answer and read its body into ``view``; return the count.
+
+        ``partial`` is a 206 answer. A 200 carries the whole object although a
+        range was asked (a server without range support, or OSS's answer to a
+        range it finds invalid): usable only when it is exactly what was asked.
+        """
+        if partial:
+            span = parse_content_range(content_range)
+            if span is None or span[0] != start or length > len(view):
+                finish_response(raw)
+                raise UfsError(
+                    f"{self.display(key)}: the server answered range {start}+{len(view)} "
+                    f"with {content_range!r}"
+                )
+        elif start != 0 or length > len(view):
+            finish_response(raw)
+            if start >= length:
+                return 0
+            raise UfsError(f"{self.display(key)}: the server ignored the Range header")
+        n = read_response_into(raw, view[:length], abort)
+        if n != length:
+            raise Unavailable(
+                f"{self.display(key)}: the connection ended after {n} of {length} bytes"
+            )
+        return n
+
+    def _past_end(self, key: str, start: int, etag: str | None) -> int:
+        """A 416: ``start`` is at or past the end. Still honour the version asked for."""
+        if etag is not None:
+            info = self._head_blocking(key)
+            if info is None:
+                raise NotFound(f"no such file: {self.display(key)}")
+            if info.etag != etag:
+                raise VersionChanged(
+                    f"{self.display(key)} changed: version {info.etag}, expected {etag}"
+                )
+        return 0
+
     def _close_blocking(self) -> None:
         """Release the SDK client and its connections."""
 

@@ -46,9 +46,6 @@ from cachecluster.ufs.object_store import (
     ObjectInfo,
     ObjectStoreBackend,
     OptionReader,
-    finish_response,
-    parse_content_range,
-    read_response_into,
     strip_etag,
     with_scheme,
 )
@@ -238,40 +235,16 @@ class OssBackend(ObjectStoreBackend):
                 forget_locals(exc)
                 return self._past_end(key, start, etag)
             raise
-        raw = result.resp.response.raw
-        length = int(result.content_length or 0)
-        if result.status == 206:
-            span = parse_content_range(result.content_range)
-            if span is None or span[0] != start or length > len(view):
-                finish_response(raw)
-                raise UfsError(
-                    f"{self.display(key)}: OSS answered range {start}+{len(view)} "
-                    f"with {result.content_range!r}"
-                )
-        elif start != 0 or length > len(view):
-            # 200 with the whole object: OSS's answer to a range it finds invalid.
-            finish_response(raw)
-            if start >= length:
-                return 0
-            raise UfsError(f"{self.display(key)}: OSS ignored the Range header")
-        n = read_response_into(raw, view[:length], abort)
-        if n != length:
-            raise Unavailable(
-                f"{self.display(key)}: the connection ended after {n} of {length} bytes"
-            )
-        return n
-
-    def _past_end(self, key: str, start: int, etag: str | None) -> int:
-        """A 416: ``start`` is at or past the end. Still honour the version asked for."""
-        if etag is not None:
-            info = self._head_blocking(key)
-            if info is None:
-                raise NotFound(f"no such file: {self.display(key)}")
-            if info.etag != etag:
-                raise VersionChanged(
-                    f"{self.display(key)} changed: version {info.etag}, expected {etag}"
-                )
-        return 0
+        return self._receive_range(
+            key,
+            start,
+            view,
+            result.resp.response.raw,
+            partial=result.status == 206,
+            length=int(result.content_length or 0),
+            content_range=result.content_range,
+            abort=abort,
+        )
 
     def _close_blocking(self) -> None:
         self._session.session.close()

@@ -46,9 +46,6 @@ from cachecluster.ufs.object_store import (
     ObjectInfo,
     ObjectStoreBackend,
     OptionReader,
-    finish_response,
-    parse_content_range,
-    read_response_into,
     strip_etag,
     with_scheme,
 )
@@ -267,42 +264,16 @@ class S3Backend(ObjectStoreBackend):
                 return self._past_end(key, start, etag)
             raise
         body = response["Body"]
-        raw = getattr(body, "_raw_stream", body)
-        length = int(response.get("ContentLength", 0))
-        status = response["ResponseMetadata"]["HTTPStatusCode"]
-        if status == 206:
-            span = parse_content_range(response.get("ContentRange"))
-            if span is None or span[0] != start or length > len(view):
-                finish_response(raw)
-                raise UfsError(
-                    f"{self.display(key)}: the server answered range {start}+{len(view)} "
-                    f"with {response.get('ContentRange')!r}"
-                )
-        elif start != 0 or length > len(view):
-            # 200: the whole object although a range was asked (a server without
-            # range support). Usable only if it is exactly what was asked for.
-            finish_response(raw)
-            if start >= length:
-                return 0
-            raise UfsError(f"{self.display(key)}: the server ignored the Range header")
-        n = read_response_into(raw, view[:length], abort)
-        if n != length:
-            raise Unavailable(
-                f"{self.display(key)}: the connection ended after {n} of {length} bytes"
-            )
-        return n
-
-    def _past_end(self, key: str, start: int, etag: str | None) -> int:
-        """A 416: ``start`` is at or past the end. Still honour the version asked for."""
-        if etag is not None:
-            info = self._head_blocking(key)
-            if info is None:
-                raise NotFound(f"no such file: {self.display(key)}")
-            if info.etag != etag:
-                raise VersionChanged(
-                    f"{self.display(key)} changed: version {info.etag}, expected {etag}"
-                )
-        return 0
+        return self._receive_range(
+            key,
+            start,
+            view,
+            getattr(body, "_raw_stream", body),
+            partial=response["ResponseMetadata"]["HTTPStatusCode"] == 206,
+            length=int(response.get("ContentLength", 0)),
+            content_range=response.get("ContentRange"),
+            abort=abort,
+        )
 
     def _close_blocking(self) -> None:
         self._client.close()
