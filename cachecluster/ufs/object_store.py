@@ -286,7 +286,6 @@ class ObjectStoreBackend(UfsBackend):
         Returns the count, short at end of object, 0 when ``start`` is at or past it.
         """
 
-    @abc.abstractmethod
     def _receive_range(
         self,
         key: str,
@@ -337,6 +336,7 @@ class ObjectStoreBackend(UfsBackend):
                 )
         return 0
 
+    @abc.abstractmethod
     def _close_blocking(self) -> None:
         """Release the SDK client and its connections."""
 
