@@ -37,8 +37,8 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from cachecluster.common.block_key import BlockKey
 from cachecluster.worker.block_file import DATA_OFFSET
-from cachecluster.worker.block_key import BlockKey
 from cachecluster.worker.block_store import BlockStore
 from cachecluster.worker.tiers import Medium, TierConfig
 

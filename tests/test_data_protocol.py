@@ -29,6 +29,7 @@ import uvloop
 
 from cachecluster.client.data_conn import DataConnection, DataConnectionPool, WorkerAddress
 from cachecluster.common import frames
+from cachecluster.common.block_key import BlockKey
 from cachecluster.common.errors import (
     CacheClusterError,
     ErrorKind,
@@ -38,7 +39,6 @@ from cachecluster.common.errors import (
     Unavailable,
 )
 from cachecluster.common.frames import BlockRef, PingRequest, ReadRequest
-from cachecluster.worker.block_key import BlockKey
 from cachecluster.worker.block_store import BlockLease, BlockStore
 from cachecluster.worker.data_server import DataServer
 from cachecluster.worker.tiers import Medium, TierConfig

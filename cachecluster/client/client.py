@@ -50,8 +50,8 @@ from cachecluster.client.reader import (
     FetchStats,
     FileReader,
 )
+from cachecluster.common.block_key import BlockKey, block_count
 from cachecluster.common.errors import InvalidArgument, VersionChanged
-from cachecluster.worker.block_key import BlockKey, block_count
 
 ALL_WORKERS = 1 << 16
 """``extra_workers`` that makes every worker on the ring a candidate for every block."""

@@ -34,6 +34,7 @@ from cachecluster.client.capabilities import CapabilityCache, dataset_of
 from cachecluster.client.cluster_view import Candidate
 from cachecluster.client.data_conn import DataConnectionPool
 from cachecluster.client.master_api import FileInfo
+from cachecluster.common.block_key import BlockKey
 from cachecluster.common.errors import (
     CacheClusterError,
     InvalidArgument,
@@ -43,7 +44,6 @@ from cachecluster.common.errors import (
 )
 from cachecluster.common.frames import BlockRef
 from cachecluster.ufs.base import UfsBackend
-from cachecluster.worker.block_key import BlockKey
 
 log = logging.getLogger("cachecluster.client")
 

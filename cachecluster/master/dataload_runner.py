@@ -35,6 +35,7 @@ from typing import Any
 
 import grpc
 
+from cachecluster.common.block_key import BlockKey, block_count, block_span
 from cachecluster.common.errors import NotFound
 from cachecluster.common.grpc_auth import auth_interceptors, system_token_source
 from cachecluster.common.grpc_errors import one_line
@@ -57,7 +58,6 @@ from cachecluster.master.dataloads import (
 from cachecluster.master.membership import Membership
 from cachecluster.master.metadata import EntryStatus, MetadataCache
 from cachecluster.protos import worker_pb2, worker_pb2_grpc
-from cachecluster.worker.block_key import BlockKey, block_count, block_span
 
 log = logging.getLogger(__name__)
 

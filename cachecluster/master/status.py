@@ -35,12 +35,12 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 
+from cachecluster.common.block_key import DEFAULT_BLOCK_SIZE, BlockKey, block_count
 from cachecluster.common.errors import CacheClusterError, InvalidArgument, NotFound
 from cachecluster.master.datasets import DatasetRecord, DatasetRegistry
 from cachecluster.master.membership import Membership, WorkerState
 from cachecluster.master.metadata import MetadataCache
 from cachecluster.master.references import effective_access_modes, reference_of, resolve_source
-from cachecluster.worker.block_key import DEFAULT_BLOCK_SIZE, BlockKey, block_count
 
 log = logging.getLogger(__name__)
 

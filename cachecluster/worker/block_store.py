@@ -51,6 +51,7 @@ from typing import Any, Self, TypeVar
 
 from prometheus_client import CollectorRegistry
 
+from cachecluster.common.block_key import check_block_id, is_block_id
 from cachecluster.common.errors import ConfigError, CorruptBlock, NotFound
 from cachecluster.worker.block_file import (
     BLOCK_SUFFIX,
@@ -64,7 +65,6 @@ from cachecluster.worker.block_file import (
     scan_block_file,
     write_block_file,
 )
-from cachecluster.worker.block_key import check_block_id, is_block_id
 from cachecluster.worker.eviction import DEFAULT_POLICY, EvictionPolicy, make_policy
 from cachecluster.worker.metrics import WorkerMetrics
 from cachecluster.worker.singleflight import SingleFlight

@@ -50,6 +50,7 @@ from typing import Any
 import grpc
 
 from cachecluster.common.auth import verify_capability
+from cachecluster.common.block_key import BlockKey, check_block_id
 from cachecluster.common.errors import InvalidArgument, NotFound
 from cachecluster.common.frames import ReadRequest
 from cachecluster.common.grpc_auth import auth_interceptors, system_token_source
@@ -57,7 +58,6 @@ from cachecluster.common.grpc_errors import error_from_rpc_error
 from cachecluster.common.paths import normalize_path
 from cachecluster.protos import worker_pb2, worker_pb2_grpc
 from cachecluster.worker.block_file import BlockLease
-from cachecluster.worker.block_key import BlockKey, check_block_id
 from cachecluster.worker.block_store import BlockStore
 from cachecluster.worker.mounts import MountResolver
 from cachecluster.worker.placement import RingView

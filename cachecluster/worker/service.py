@@ -16,11 +16,11 @@ import time
 
 import grpc
 
+from cachecluster.common.block_key import is_block_id
 from cachecluster.common.error_map import kind_of
 from cachecluster.common.errors import ErrorKind, InvalidArgument
 from cachecluster.common.grpc_errors import grpc_servicer, one_line
 from cachecluster.protos import common_pb2, worker_pb2, worker_pb2_grpc
-from cachecluster.worker.block_key import is_block_id
 from cachecluster.worker.block_store import BlockStore
 from cachecluster.worker.config import MAX_LOAD_PARALLELISM
 from cachecluster.worker.metrics import WorkerMetrics

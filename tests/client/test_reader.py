@@ -26,12 +26,12 @@ from cachecluster.client.cluster_view import Candidate, order_candidates
 from cachecluster.client.data_conn import DataConnectionPool, WorkerAddress
 from cachecluster.client.master_api import FileInfo
 from cachecluster.client.reader import BlockFetcher, BufferPool, FileReader
+from cachecluster.common.block_key import BlockKey
 from cachecluster.common.errors import Unavailable, VersionChanged
 from cachecluster.common.frames import ReadRequest
 from cachecluster.common.ring import HashRing, RingWorker
 from cachecluster.ufs.base import UfsBackend
 from cachecluster.ufs.registry import create_backend
-from cachecluster.worker.block_key import BlockKey
 from cachecluster.worker.block_store import BlockLease, BlockStore
 from cachecluster.worker.data_server import DataServer
 from cachecluster.worker.tiers import Medium, TierConfig

@@ -27,6 +27,7 @@ from cachecluster.client.client import AsyncClient
 from cachecluster.client.data_conn import DataConnection
 from cachecluster.client.master_api import parse_dataset_path
 from cachecluster.common import auth
+from cachecluster.common.block_key import BlockKey
 from cachecluster.common.errors import InvalidPath, NotFound, PermissionDenied
 from cachecluster.common.frames import BlockRef
 from cachecluster.local.cluster import LocalCluster
@@ -37,7 +38,6 @@ from cachecluster.local.cluster_calls import (
     run_sync,
 )
 from cachecluster.protos import worker_pb2, worker_pb2_grpc
-from cachecluster.worker.block_key import BlockKey
 from cachecluster.worker.tiers import Medium, TierConfig
 
 BLOCK_SIZE = 1 << 20

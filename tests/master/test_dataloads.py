@@ -17,6 +17,7 @@ import grpc
 import pytest
 
 from cachecluster.cli.load_cmds import dataload_rows, format_age, outcome_line
+from cachecluster.common.block_key import BlockKey
 from cachecluster.common.errors import ConfigError, NotFound
 from cachecluster.common.ring import HashRing, RingWorker
 from cachecluster.master import dataload_runner
@@ -39,7 +40,6 @@ from cachecluster.master.datasets import DatasetRegistry
 from cachecluster.master.membership import Membership
 from cachecluster.master.metadata import MetadataCache
 from cachecluster.protos import common_pb2, worker_pb2, worker_pb2_grpc
-from cachecluster.worker.block_key import BlockKey
 
 SEED_SPEC = {"dataset": {"name": "serverless-data", "namespace": "default"}, "loadMetadata": True}
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from cachecluster.common.block_key import BlockKey
 from cachecluster.common.errors import NotFound
 from cachecluster.master.datasets import DatasetRegistry
 from cachecluster.master.membership import Membership
@@ -19,7 +20,6 @@ from cachecluster.master.status import (
     worker_phase,
 )
 from cachecluster.protos import common_pb2
-from cachecluster.worker.block_key import BlockKey
 
 BLOCK = 1024
 

@@ -9,8 +9,8 @@ import random
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from cachecluster.common.block_key import BlockKey
 from cachecluster.worker.block_file import DATA_OFFSET
-from cachecluster.worker.block_key import BlockKey
 
 SMALL_BLOCK = 64 * 1024
 """Data bytes of the blocks most tests use: small, so tests stay fast."""

@@ -9,9 +9,9 @@ import pytest
 
 from cachecluster.client.data_conn import DataConnection
 from cachecluster.common import auth
+from cachecluster.common.block_key import BlockKey
 from cachecluster.common.errors import PermissionDenied
 from cachecluster.common.frames import BlockRef
-from cachecluster.worker.block_key import BlockKey
 from cachecluster.worker.block_store import BlockStore
 from cachecluster.worker.data_server import DataServer
 from cachecluster.worker.mounts import MountResolver, MountSpec

@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 
-from cachecluster.common.errors import ConfigError, InvalidArgument
-from cachecluster.worker.block_key import (
+from cachecluster.common.block_key import (
     DEFAULT_BLOCK_SIZE,
     BlockKey,
     block_count,
@@ -15,6 +14,7 @@ from cachecluster.worker.block_key import (
     check_block_id,
     is_block_id,
 )
+from cachecluster.common.errors import ConfigError, InvalidArgument
 from cachecluster.worker.tiers import (
     Medium,
     TierConfig,

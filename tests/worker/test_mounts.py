@@ -22,6 +22,7 @@ import grpc
 import pytest
 
 from cachecluster.client.data_conn import DataConnection
+from cachecluster.common.block_key import BlockKey
 from cachecluster.common.errors import InvalidArgument, NotFound, Unavailable, VersionChanged
 from cachecluster.common.frames import BlockRef, ReadRequest
 from cachecluster.master.config import MasterConfig
@@ -30,7 +31,6 @@ from cachecluster.protos import master_pb2, master_pb2_grpc
 from cachecluster.ufs.base import UfsBackend
 from cachecluster.ufs.local import file_version
 from cachecluster.ufs.registry import create_backend
-from cachecluster.worker.block_key import BlockKey
 from cachecluster.worker.block_store import BlockStore
 from cachecluster.worker.data_server import DataServer
 from cachecluster.worker.mounts import MasterMountLookup, MountResolver, MountSpec

@@ -31,11 +31,11 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from cachecluster.client.data_conn import DataConnection
+from cachecluster.common.block_key import BlockKey
 from cachecluster.common.endpoint_file import read_endpoint_file, wait_endpoint_file
 from cachecluster.common.errors import ConfigError
 from cachecluster.common.frames import BlockRef
 from cachecluster.protos import master_pb2, master_pb2_grpc, worker_pb2, worker_pb2_grpc
-from cachecluster.worker.block_key import BlockKey
 from cachecluster.worker.config import build_worker_config
 
 BLOCK = 64 * 1024

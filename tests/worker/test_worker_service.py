@@ -21,13 +21,13 @@ import grpc
 import pytest
 
 from cachecluster.client.data_conn import DataConnection
+from cachecluster.common.block_key import BlockKey
 from cachecluster.common.endpoint_file import read_endpoint_file
 from cachecluster.common.frames import BlockRef
 from cachecluster.common.ring import HashRing, RingSnapshot, RingWorker
 from cachecluster.master.config import MasterConfig
 from cachecluster.master.server import MasterServer
 from cachecluster.protos import common_pb2, master_pb2, master_pb2_grpc, worker_pb2, worker_pb2_grpc
-from cachecluster.worker.block_key import BlockKey
 from cachecluster.worker.config import build_worker_config
 from cachecluster.worker.server import run_worker
 
