@@ -69,6 +69,9 @@ def serve_passthrough(mountpoint: str, source: str, direct_io: bool) -> None:
     name = FILE_NAME.encode()
 
     class Passthrough(pyfuse3.Operations):
+        def init(self) -> None:
+            asyncio.get_running_loop().call_soon(_raise_read_ahead, mountpoint)
+
         def attrs(self, inode: int) -> pyfuse3.EntryAttributes:
             attr = pyfuse3.EntryAttributes()
             attr.st_ino = pyfuse3.InodeT(inode)
@@ -123,7 +126,6 @@ def serve_passthrough(mountpoint: str, source: str, direct_io: bool) -> None:
         options.discard("default_permissions")
         pyfuse3.init(Passthrough(), mountpoint, options)
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, pyfuse3.terminate)
-        _raise_read_ahead(mountpoint)
         try:
             await pyfuse3.main()
         finally:

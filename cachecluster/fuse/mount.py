@@ -147,6 +147,8 @@ def _raise_read_ahead(mountpoint: str) -> None:
         knob.write_text(str(READ_AHEAD_KB))
     except OSError as exc:  # not root: 128 KiB requests, still correct
         log.info("%s: read_ahead_kb stays (%s)", mountpoint, exc)
+    else:
+        log.info("%s: read_ahead_kb %s", mountpoint, knob.read_text().strip())
 
 
 # ---------------------------------------------------------------- records
@@ -219,11 +221,17 @@ async def _serve(options: MountOptions) -> None:
     ) as client:
         if options.prefix:  # fail before mounting when the view is not readable
             await client.ls(options.prefix)
+        loop = asyncio.get_running_loop()
+
+        def after_init() -> None:  # after the INIT reply (which sets the bdi's read-ahead)
+            loop.call_soon(_raise_read_ahead, options.mountpoint)
+
         ops = CacheClusterOperations(
             client,
             MountView(options.prefix),
             attr_timeout=options.metadata_ttl,
             direct_io=options.direct_io,
+            on_init=after_init,
         )
         fuse_options = set(pyfuse3.default_options)
         fuse_options.discard("default_permissions")
@@ -232,12 +240,10 @@ async def _serve(options: MountOptions) -> None:
             fuse_options.add("allow_other")
         pyfuse3.init(ops, options.mountpoint, fuse_options)
         record = _write_record(options)
-        loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, pyfuse3.terminate)
         unmounted = False
         try:
-            _raise_read_ahead(options.mountpoint)
             log.info("mounted %s at %s", options.prefix or "every namespace", options.mountpoint)
             await pyfuse3.main()
             # main() also returns when the mount was removed from outside.

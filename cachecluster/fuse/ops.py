@@ -125,8 +125,10 @@ class CacheClusterOperations(pyfuse3.Operations):
         *,
         attr_timeout: float,
         direct_io: bool = False,
+        on_init: Callable[[], None] | None = None,
     ) -> None:
         super().__init__()
+        self.on_init = on_init
         self.client = client
         self.view = view
         self.attr_timeout = attr_timeout
@@ -140,6 +142,11 @@ class CacheClusterOperations(pyfuse3.Operations):
         self._cached_version: dict[int, str] = {}
         self._uid = os.getuid()
         self._gid = os.getgid()
+
+    def init(self) -> None:
+        """The kernel's INIT is being answered: ``on_init`` (e.g. to raise read_ahead_kb)."""
+        if self.on_init is not None:
+            self.on_init()
 
     # ------------------------------------------------------------ helpers
 
