@@ -2,7 +2,7 @@
 
 Each benchmark measures its own baseline in the same run and prints medians
 with min/max and the ratios. ``python -m bench NAME ...`` runs only those
-(``block_store``, ``ufs_read``, ``data_path``, ``ring``, ``cluster_read``).
+(see ``BENCHMARKS``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,15 @@ import importlib.util
 import subprocess
 import sys
 
-BENCHMARKS = ("block_store", "ufs_read", "data_path", "ring", "cluster_read")
+BENCHMARKS = (
+    "block_store",
+    "ufs_read",
+    "data_path",
+    "ring",
+    "cluster_read",
+    "dataload",
+    "fuse",
+)
 
 
 def main(argv: list[str]) -> int:
