@@ -197,6 +197,10 @@ class LoadRun:
     # -- placement ---------------------------------------------------------------
 
     async def _build_ring(self) -> HashRing:
+        # Right after a master (re)start, workers are still re-registering: a ring of
+        # those known so far would send blocks to the wrong owners. Wait out the grace.
+        while (grace := self.membership.startup_grace_left()) > 0:
+            await asyncio.sleep(grace)
         members = self.membership.ring_members()
         deadline = time.monotonic() + WAIT_FOR_WORKERS_S
         while not members and time.monotonic() < deadline:  # a master that just started

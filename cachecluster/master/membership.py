@@ -222,6 +222,10 @@ class Membership:
         """
         if not known_epoch or self.first_epoch <= known_epoch <= self._epoch:
             return 0.0
+        return self.startup_grace_left()
+
+    def startup_grace_left(self) -> float:
+        """Seconds until the start-up grace ends: workers may still be re-registering."""
         return max(0.0, self._grace_ends - self._clock())
 
     def count_in_state(self, state: WorkerState) -> int:

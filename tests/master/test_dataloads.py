@@ -220,6 +220,9 @@ class _FakeMembership:
     def ring_members(self) -> list[_FakeMember]:
         return self.members
 
+    def startup_grace_left(self) -> float:
+        return 0.0
+
 
 class _FakeWorker(worker_pb2_grpc.WorkerServiceServicer):
     """Records the blocks it is asked for; fails some; may hold calls until a gate opens."""
