@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -89,3 +90,18 @@ def master_channel(args: argparse.Namespace) -> grpc.aio.Channel:
     return grpc.aio.insecure_channel(
         resolve_master(args), interceptors=auth_interceptors(lambda: token)
     )
+
+
+def setup_service_logging(component: str, verbose: bool) -> None:
+    """One line a record, ``<time> <level> <component> <message>``, for a foreground service.
+
+    The SDKs' own loggers (botocore, boto3, urllib3, oss2) stay at WARNING: at
+    INFO they log every credential lookup and connection.
+    """
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format=f"%(asctime)s %(levelname)s {component} %(message)s",
+        force=True,
+    )
+    for noisy in ("botocore", "boto3", "urllib3", "oss2"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -7,15 +7,12 @@ listens; SIGTERM or SIGINT stops it cleanly (exit code 0).
 from __future__ import annotations
 
 import argparse
-import logging
 from typing import Any
 
 import uvloop
 
-from cachecluster.cli.context import resolve_home
+from cachecluster.cli.context import resolve_home, setup_service_logging
 from cachecluster.master.config import MasterConfig
-
-LOG_FORMAT = "%(asctime)s %(levelname)s master %(message)s"
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -75,13 +72,7 @@ def run(args: argparse.Namespace) -> int:
     """Validate the flags and run the master under uvloop until it is told to stop."""
     from cachecluster.master.server import run_master
 
-    logging.basicConfig(
-        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
-        format=LOG_FORMAT,
-        force=True,
-    )
-    for noisy in ("botocore", "boto3", "urllib3", "oss2"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    setup_service_logging("master", getattr(args, "verbose", False))
     config = MasterConfig.from_args(args, default_home=resolve_home(None) / "master")
     uvloop.run(run_master(config))
     return 0

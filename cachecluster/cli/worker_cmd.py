@@ -7,14 +7,11 @@ logs one line per event to stderr and exits 0 on SIGTERM or SIGINT.
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 from typing import Any
 
-from cachecluster.cli.context import resolve_home
+from cachecluster.cli.context import resolve_home, setup_service_logging
 from cachecluster.worker.eviction import DEFAULT_POLICY, policy_names
-
-LOG_FORMAT = "%(asctime)s %(levelname)s worker %(message)s"
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -81,11 +78,7 @@ def run(args: argparse.Namespace) -> int:
     from cachecluster.worker.config import build_worker_config
     from cachecluster.worker.server import run_worker
 
-    logging.basicConfig(
-        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
-        format=LOG_FORMAT,
-        force=True,
-    )
+    setup_service_logging("worker", getattr(args, "verbose", False))
     home = args.home if args.home is not None else resolve_home(None) / "worker"
     unix_socket: str | None = args.unix_socket
     if unix_socket is not None and unix_socket.lower() == "none":
