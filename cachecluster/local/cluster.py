@@ -265,6 +265,7 @@ class LocalCluster:
         ``up`` unless ``purge``.
         """
         with self._locked():
+            self._stop_strays(timeout)
             self._stop_processes(timeout)
             self.layout.cluster_file.unlink(missing_ok=True)
             self._remove_tiers(purge=purge)
@@ -607,6 +608,34 @@ class LocalCluster:
             for tier in worker.tiers:
                 if tier.medium is Medium.MEM:
                     shutil.rmtree(tier.path, ignore_errors=True)
+
+    def _stop_strays(self, timeout: float) -> None:
+        """Stop recorded processes this object did not start.
+
+        Another ``LocalCluster`` on the same home (``cachecluster apply`` scaling
+        or restarting workers) may have replaced processes and rewritten
+        ``cluster.json``; the record is the truth about what runs.
+        """
+        record = read_cluster_record(self.layout)
+        if not record:
+            return
+        known = {service.pid for service in (*self.workers, self.master)}
+        strays = [
+            (pid, ticks if isinstance(ticks, int) else None)
+            for _, pid, ticks in recorded_processes(record)
+            if pid not in known
+        ]
+        strays = [(pid, ticks) for pid, ticks in strays if process_alive(pid, ticks)]
+        for pid, _ in strays:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for pid, ticks in strays:
+            while process_alive(pid, ticks) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if process_alive(pid, ticks):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
 
     def _stop_processes(self, timeout: float) -> None:
         self._signal_and_wait([*self.workers, self.master], signal.SIGTERM, timeout)
