@@ -288,7 +288,10 @@ async def test_worker_started_before_the_master_registers_when_it_comes(
         port = probe.getsockname()[1]
     address = f"127.0.0.1:{port}"
     home = tmp_path / "w"
-    worker = processes.worker(address, home, "--id", "early", "--unix-socket", "none")
+    tier = f"MEM:{tmp_path / 'mem'}:64Mi"  # not the default under /dev/shm: nothing left behind
+    worker = processes.worker(
+        address, home, "--id", "early", "--unix-socket", "none", "--tier", tier
+    )
     endpoint = await asyncio.to_thread(worker.endpoint)
     assert endpoint["worker_id"] == "early" and endpoint["unix_socket"] == ""
     assert not (home / "worker-id").exists()
