@@ -10,6 +10,7 @@ import pytest
 
 from cachecluster.common.error_map import to_exit_code, to_grpc_status
 from cachecluster.common.errors import (
+    AlreadyExists,
     CacheClusterError,
     ConfigError,
     CorruptBlock,
@@ -97,6 +98,7 @@ CASES = [
     (VersionChanged("a.bin: etag changed"), Code.ABORTED, VersionChanged),
     (CorruptBlock("block 00ff: checksum mismatch"), Code.DATA_LOSS, CorruptBlock),
     (ReadOnly("dataset ns/imagenet is read-only"), Code.FAILED_PRECONDITION, ReadOnly),
+    (AlreadyExists("/t: already mounted from /x"), Code.ALREADY_EXISTS, AlreadyExists),
     (CacheClusterError("invariant broken"), Code.INTERNAL, RemoteError),
 ]
 

@@ -19,6 +19,7 @@ _ERRNO: dict[ErrorKind, int] = {
     ErrorKind.PERMISSION: errno.EACCES,
     ErrorKind.UNAVAILABLE: errno.EIO,
     ErrorKind.CONFLICT: errno.ESTALE,
+    ErrorKind.EXISTS: errno.EEXIST,
     ErrorKind.CORRUPT: errno.EIO,
     ErrorKind.READ_ONLY: errno.EROFS,
     ErrorKind.INTERNAL: errno.EIO,
@@ -31,6 +32,7 @@ _EXIT: dict[ErrorKind, int] = {
     ErrorKind.PERMISSION: 77,  # EX_NOPERM
     ErrorKind.UNAVAILABLE: 69,  # EX_UNAVAILABLE
     ErrorKind.CONFLICT: 75,  # EX_TEMPFAIL
+    ErrorKind.EXISTS: 73,  # EX_CANTCREAT
     ErrorKind.CORRUPT: 74,  # EX_IOERR
     ErrorKind.READ_ONLY: 73,  # EX_CANTCREAT
     ErrorKind.INTERNAL: 70,  # EX_SOFTWARE
@@ -47,6 +49,7 @@ _GRPC_STATUS: dict[ErrorKind, grpc.StatusCode] = {
     ErrorKind.PERMISSION: grpc.StatusCode.PERMISSION_DENIED,
     ErrorKind.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     ErrorKind.CONFLICT: grpc.StatusCode.ABORTED,
+    ErrorKind.EXISTS: grpc.StatusCode.ALREADY_EXISTS,
     ErrorKind.CORRUPT: grpc.StatusCode.DATA_LOSS,
     ErrorKind.READ_ONLY: grpc.StatusCode.FAILED_PRECONDITION,
     ErrorKind.INTERNAL: grpc.StatusCode.INTERNAL,

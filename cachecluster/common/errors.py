@@ -18,6 +18,7 @@ class ErrorKind(enum.Enum):
     PERMISSION = "permission"
     UNAVAILABLE = "unavailable"  # a peer or the UFS cannot be reached now
     CONFLICT = "conflict"  # e.g. the object changed under us
+    EXISTS = "exists"  # something else already holds the name or place asked for
     CORRUPT = "corrupt"
     READ_ONLY = "read_only"
     INTERNAL = "internal"
@@ -74,6 +75,12 @@ class VersionChanged(CacheClusterError):
     """A UFS object no longer has the version the reader asked for."""
 
     kind = ErrorKind.CONFLICT
+
+
+class AlreadyExists(CacheClusterError):
+    """Something incompatible already holds the name or place asked for (e.g. a mount target)."""
+
+    kind = ErrorKind.EXISTS
 
 
 class CorruptBlock(CacheClusterError):

@@ -13,7 +13,7 @@ call ``context.abort`` themselves, so that every code keeps one meaning.
 Clients: :func:`raise_from_rpc_error` (or ``with rpc_errors():``) turns a
 failed call back into our error classes, so that the CLI maps it to its exit
 code and FUSE to its errno. Each kind has its own status code, so the code
-alone tells the kind back; codes we never send (ALREADY_EXISTS, UNIMPLEMENTED
+alone tells the kind back; codes we never send (UNIMPLEMENTED, UNKNOWN
 ...) become a :class:`RemoteError` of the nearest kind.
 """
 
@@ -30,6 +30,7 @@ import grpc
 
 from cachecluster.common.error_map import to_grpc_status
 from cachecluster.common.errors import (
+    AlreadyExists,
     CacheClusterError,
     CorruptBlock,
     ErrorKind,
@@ -76,9 +77,7 @@ _ERROR_OF_STATUS: dict[grpc.StatusCode, type[CacheClusterError]] = {
     _Code.ABORTED: VersionChanged,
     _Code.DATA_LOSS: CorruptBlock,
     _Code.FAILED_PRECONDITION: ReadOnly,
-}
-_KIND_OF_OTHER_STATUS: dict[grpc.StatusCode, ErrorKind] = {
-    _Code.ALREADY_EXISTS: ErrorKind.CONFLICT,
+    _Code.ALREADY_EXISTS: AlreadyExists,
 }
 
 
@@ -191,8 +190,7 @@ def error_from_rpc_error(error: grpc.RpcError) -> CacheClusterError:
     error_class = _ERROR_OF_STATUS.get(code)
     if error_class is not None:
         return error_class(message)
-    kind = _KIND_OF_OTHER_STATUS.get(code, ErrorKind.INTERNAL)
-    return RemoteError(message, kind=kind, code=code)
+    return RemoteError(message, kind=ErrorKind.INTERNAL, code=code)
 
 
 def raise_from_rpc_error(error: grpc.RpcError) -> NoReturn:
