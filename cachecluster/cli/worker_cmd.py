@@ -38,6 +38,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         help="stable worker id (default: kept in <home>/worker-id, generated once)",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on and announce")
+    parser.add_argument(
+        "--advertise-host",
+        default=None,
+        help="address announced to the master instead of --host (a pod's IP when "
+        "listening on 0.0.0.0; default --host, or the host name for a wildcard)",
+    )
     parser.add_argument("--data-port", type=int, default=0, help="data protocol port (0: any)")
     parser.add_argument("--grpc-port", type=int, default=0, help="gRPC port (0: any)")
     parser.add_argument("--metrics-port", type=int, default=0, help="Prometheus port (0: any)")
@@ -88,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         home=home,
         worker_id=args.worker_id,
         host=args.host,
+        advertise_host=args.advertise_host,
         data_port=args.data_port,
         grpc_port=args.grpc_port,
         metrics_port=args.metrics_port,

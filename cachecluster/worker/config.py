@@ -62,6 +62,9 @@ class WorkerConfig:
     incarnation: int
     tiers: tuple[TierConfig, ...]
     host: str = "127.0.0.1"
+    advertise_host: str | None = None
+    """The address announced to the master (a pod's IP); ``None``: ``host``, or the
+    host name when ``host`` is a wildcard such as ``0.0.0.0``."""
     data_port: int = 0
     grpc_port: int = 0
     metrics_port: int = 0
@@ -96,6 +99,8 @@ class WorkerConfig:
                 raise ConfigError(flag, f"{port} is not a port (0..65535; 0 picks a free one)")
         if not self.host:
             raise ConfigError("--host", "is required")
+        if self.advertise_host is not None:
+            check_advertise_host(self.advertise_host)
         if self.eviction_policy not in policy_names():
             known = ", ".join(policy_names())
             raise ConfigError(
@@ -116,6 +121,7 @@ def build_worker_config(
     home: Path,
     worker_id: str | None = None,
     host: str = "127.0.0.1",
+    advertise_host: str | None = None,
     data_port: int = 0,
     grpc_port: int = 0,
     metrics_port: int = 0,
@@ -151,6 +157,7 @@ def build_worker_config(
         incarnation=new_incarnation(),
         tiers=tuple(tiers),
         host=host,
+        advertise_host=advertise_host,
         data_port=data_port,
         grpc_port=grpc_port,
         metrics_port=metrics_port,
@@ -211,6 +218,16 @@ def check_unix_socket_path(path: str) -> None:
         raise ConfigError("--unix-socket", f"{path!r} is not an absolute path")
     if len(os.fsencode(path)) > UNIX_SOCKET_PATH_MAX:
         raise ConfigError("--unix-socket", f"{path!r} is longer than {UNIX_SOCKET_PATH_MAX} bytes")
+
+
+_WILDCARDS = frozenset({"0.0.0.0", "::", "[::]"})
+
+
+def check_advertise_host(host: str) -> None:
+    """An address others can reach: not empty, not a wildcard, no blanks, ``/`` or ``$``."""
+    if not host or host in _WILDCARDS or any(ch.isspace() or ch in "/$()" for ch in host):
+        hint = " (an unexpanded $(POD_IP)?)" if "$" in host else ""
+        raise ConfigError("--advertise-host", f"{host!r} is not an address others can reach{hint}")
 
 
 def check_worker_id(worker_id: str, field: str) -> None:

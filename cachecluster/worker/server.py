@@ -144,7 +144,7 @@ async def run_worker(config: WorkerConfig, *, stop: asyncio.Event | None = None)
         cleanup.push_async_callback(asyncio.to_thread, _stop_http, metrics_server, metrics_thread)
         metrics_port = int(metrics_server.server_port)
 
-        host = advertised_host(config.host)
+        host = config.advertise_host or advertised_host(config.host)
         endpoint = common_pb2.WorkerEndpoint(
             host=host,
             data_port=data_server.port,
