@@ -38,6 +38,14 @@ LABEL_COMPONENT = "app.kubernetes.io/component"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_RUNTIME = f"{GROUP}/runtime"
 LABEL_DATASET = f"{GROUP}/dataset"
+LABEL_DATASET_NAMESPACE = f"{GROUP}/dataset-namespace"
+"""On a dataset's PV (cluster-scoped: no ownerReference to the namespaced Dataset)."""
+LABEL_DATALOAD = f"{GROUP}/dataload"
+LABEL_DATALOAD_NAMESPACE = f"{GROUP}/dataload-namespace"
+
+CLUSTER_SECRET_DIR = "/etc/cachecluster/secret"
+"""Where pods (master, workers, FUSE, DataLoad jobs) mount the runtime's cluster Secret."""
+CLUSTER_SECRET_FILE = f"{CLUSTER_SECRET_DIR}/{CLUSTER_SECRET_KEY}"
 
 
 def labels(runtime: str, component: str) -> dict[str, str]:
@@ -99,6 +107,19 @@ def dataset_fuse_path(runtime_namespace: str, runtime: str, namespace: str, data
 def pv_name(namespace: str, dataset: str) -> str:
     """Cluster-scoped PersistentVolume of a dataset (PVCs are named after the dataset)."""
     return f"{namespace}-{dataset}"
+
+
+def volume_handle(namespace: str, dataset: str) -> str:
+    """The PV's ``csi.volumeHandle`` of a dataset: ``NS/NAME``."""
+    return f"{namespace}/{dataset}"
+
+
+def dataload_job_name(namespace: str, dataload: str, runtime_namespace: str) -> str:
+    """Job (or CronJob) of a DataLoad; it runs in the runtime's namespace (the cluster
+    secret lives there), prefixed with the DataLoad's namespace when that differs."""
+    if namespace == runtime_namespace:
+        return f"{dataload}-load"
+    return f"{namespace}-{dataload}-load"
 
 
 def owner_reference(body: dict[str, Any], *, controller: bool = True) -> dict[str, Any]:
