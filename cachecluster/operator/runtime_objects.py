@@ -1,0 +1,510 @@
+"""CacheRuntime reconcile: a runtime object in, the Kubernetes objects it needs out.
+
+:func:`desired_runtime_objects` is a pure function (no API calls, no clock):
+given a CacheRuntime body (our ``cachecluster.io`` kind, or a Fluid runtime
+kind such as ``JindoRuntime`` read as one by :mod:`cachecluster.api`) it
+returns, in creation order:
+
+1. the cluster Secret ``<rt>-cluster-secret`` (key ``cluster-secret``, hex);
+   its value is the existing one when the caller passes it, else a new one
+   from ``new_secret`` (the handler reads the Secret first, so the value is
+   generated once and never replaced);
+2. the master Service and Deployment ``<rt>-master``;
+3. the workers' headless Service and StatefulSet ``<rt>-worker``, one volume
+   per tier of ``tieredstore.levels`` and a matching ``--tier`` flag;
+4. the FUSE DaemonSet ``<rt>-fuse`` mounting every dataset of the runtime
+   under :func:`~cachecluster.operator.naming.fuse_mount_root` on each node.
+
+Every object carries the runtime's labels and an ownerReference to it, so
+deleting the runtime removes them. A bad spec raises one
+:class:`~cachecluster.common.errors.ConfigError` line before any object is
+built. Tier volumes: ``MEM`` is an ``emptyDir`` of ``medium: Memory`` with
+``sizeLimit`` = quota (a ``hostPath`` if ``volumeType: hostPath`` says so);
+``SSD``/``HDD`` are a ``hostPath`` (Fluid's default; one sub-folder per pod
+via ``subPathExpr``, so two workers on a node never share blocks and a
+restarted pod finds its blocks again) or an ``emptyDir`` with
+``volumeType: emptyDir``.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import posixpath
+import re
+import secrets
+import shlex
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from cachecluster.api.documents import Document, parse_document
+from cachecluster.api.models import CacheRuntimeSpec
+from cachecluster.common.auth import SECRET_BYTES, parse_secret
+from cachecluster.common.errors import ConfigError
+from cachecluster.operator import naming
+from cachecluster.worker.tiers import Medium, TierConfig
+
+SOURCE = "kubernetes"
+"""How errors name where a body came from: ``kubernetes doc 1 (CacheRuntime ns/rt): ...``."""
+
+SECRET_DIR = "/etc/cachecluster/secret"
+SECRET_FILE = f"{SECRET_DIR}/{naming.CLUSTER_SECRET_KEY}"
+"""Where master, workers and FUSE pods read the cluster secret."""
+HOME_DIR = "/var/lib/cachecluster"
+"""Each pod's scratch home (an emptyDir): endpoint files, the master's dataset records."""
+
+DEFAULT_TIERS = (TierConfig(Medium.MEM, "/cache/mem", 1 << 30),)
+"""Tiers of a runtime without ``tieredstore``: 1 GiB of memory."""
+
+FUSE_TOKEN_TTL = "3650d"
+"""Validity of the admin token the FUSE pod mints for itself at start."""
+
+VOLUME_TYPES = ("emptyDir", "hostPath")
+
+_QUANTITY_RE = re.compile(
+    r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+|[numkMGTPE]|[KMGTPE]i)?$"
+)
+_RESOURCE_KEYS = ("requests", "limits")
+_COMPONENTS = ("master", "worker", "fuse")
+
+
+def new_secret_hex() -> str:
+    """A fresh cluster secret: :data:`SECRET_BYTES` random bytes, hex."""
+    return secrets.token_hex(SECRET_BYTES)
+
+
+def desired_runtime_objects(
+    body: Mapping[str, Any],
+    *,
+    image: str = naming.DEFAULT_IMAGE,
+    image_pull_policy: str = "IfNotPresent",
+    cluster_secret: str | None = None,
+    new_secret: Callable[[], str] = new_secret_hex,
+) -> list[dict[str, Any]]:
+    """Every object the runtime ``body`` needs, in creation order (see the module doc).
+
+    ``cluster_secret`` is the hex value already stored in the runtime's Secret
+    (read it before calling); ``None`` asks ``new_secret`` for one.
+    """
+    document = parse_runtime(body)
+    spec = document.spec
+    assert isinstance(spec, CacheRuntimeSpec)
+    resources = component_resources(body, document.where)
+    tiers = spec.tiers or DEFAULT_TIERS
+    for i, tier in enumerate(tiers):
+        check_tier_for_pod(tier, f"{document.where}: spec.tieredstore.levels[{i}]")
+    if cluster_secret is None:
+        cluster_secret = new_secret()
+    parse_secret(
+        cluster_secret, f"{document.where}: Secret {naming.cluster_secret_name(document.name)}"
+    )
+    context = _Context(
+        name=document.name,
+        namespace=document.namespace,
+        owner=naming.owner_reference(dict(body)),
+        image=image,
+        pull_policy=image_pull_policy,
+    )
+    return [
+        cluster_secret_object(context, cluster_secret),
+        master_service(context),
+        master_deployment(context, resources.get("master")),
+        worker_service(context),
+        worker_statefulset(context, spec.replicas, tiers, resources.get("worker")),
+        fuse_daemonset(context, resources.get("fuse")),
+    ]
+
+
+def parse_runtime(body: Mapping[str, Any]) -> Document:
+    """The body validated by :mod:`cachecluster.api`; a ``ConfigError`` if it is not a runtime."""
+    document = parse_document(body, SOURCE)
+    if document.category != "CacheRuntime":
+        raise ConfigError(f"{document.where}: kind", f"{document.kind} is not a runtime kind")
+    return document
+
+
+def check_tier_for_pod(tier: TierConfig, field: str) -> None:
+    """A tier path must be absolute and free of ``:`` (it is a mountPath and a ``--tier`` flag)."""
+    if not posixpath.isabs(tier.path) or ":" in tier.path:
+        raise ConfigError(f"{field}.path", f"{tier.path!r} must be an absolute path without ':'")
+    if posixpath.normpath(tier.path) == "/":
+        raise ConfigError(f"{field}.path", "'/' cannot hold a tier")
+    if tier.volume_type is not None and tier.volume_type not in VOLUME_TYPES:
+        raise ConfigError(
+            f"{field}.volumeType",
+            f"unknown volume type {tier.volume_type!r} (expected {' or '.join(VOLUME_TYPES)})",
+        )
+
+
+def component_resources(body: Mapping[str, Any], where: str) -> dict[str, dict[str, Any]]:
+    """``spec.<master|worker|fuse>.resources`` where given (Fluid runtime kinds carry them)."""
+    spec = body.get("spec") or {}
+    found: dict[str, dict[str, Any]] = {}
+    for component in _COMPONENTS:
+        section = spec.get(component)
+        if not isinstance(section, Mapping) or section.get("resources") is None:
+            continue
+        field = f"{where}: spec.{component}.resources"
+        raw = section["resources"]
+        if not isinstance(raw, Mapping):
+            raise ConfigError(field, f"expected a mapping, got {type(raw).__name__}")
+        resources: dict[str, Any] = {}
+        for key, amounts in raw.items():
+            if key not in _RESOURCE_KEYS:
+                raise ConfigError(f"{field}.{key}", "unknown field (known: requests, limits)")
+            if not isinstance(amounts, Mapping):
+                raise ConfigError(
+                    f"{field}.{key}", f"expected a mapping, got {type(amounts).__name__}"
+                )
+            checked: dict[str, str] = {}
+            for resource, amount in amounts.items():
+                text = (
+                    str(amount)
+                    if isinstance(amount, int | float) and not isinstance(amount, bool)
+                    else amount
+                )
+                if not isinstance(text, str) or not _QUANTITY_RE.match(text):
+                    raise ConfigError(
+                        f"{field}.{key}.{resource}",
+                        f"{amount!r} is not a quantity (e.g. 500m, 4Gi)",
+                    )
+                checked[str(resource)] = text
+            resources[key] = checked
+        found[component] = resources
+    return found
+
+
+class _Context:
+    """What every object of one runtime shares."""
+
+    def __init__(
+        self, *, name: str, namespace: str, owner: dict[str, Any], image: str, pull_policy: str
+    ) -> None:
+        self.name = name
+        self.namespace = namespace
+        self.owner = owner
+        self.image = image
+        self.pull_policy = pull_policy
+
+    def metadata(self, name: str, component: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "namespace": self.namespace,
+            "labels": naming.labels(self.name, component),
+            "ownerReferences": [copy.deepcopy(self.owner)],
+        }
+
+    def pod_metadata(self, component: str) -> dict[str, Any]:
+        return {"labels": naming.labels(self.name, component)}
+
+
+# ------------------------------------------------------------------ the secret
+
+
+def cluster_secret_object(context: _Context, value: str) -> dict[str, Any]:
+    """The runtime's cluster Secret (signs tokens and read capabilities)."""
+    encoded = base64.b64encode(value.encode("ascii")).decode("ascii")
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": context.metadata(naming.cluster_secret_name(context.name), "cluster-secret"),
+        "type": "Opaque",
+        "data": {naming.CLUSTER_SECRET_KEY: encoded},
+    }
+
+
+def _secret_volume(context: _Context) -> dict[str, Any]:
+    return {
+        "name": "cluster-secret",
+        "secret": {
+            "secretName": naming.cluster_secret_name(context.name),
+            "defaultMode": 0o400,
+            "items": [{"key": naming.CLUSTER_SECRET_KEY, "path": naming.CLUSTER_SECRET_KEY}],
+        },
+    }
+
+
+_SECRET_MOUNT = {"name": "cluster-secret", "mountPath": SECRET_DIR, "readOnly": True}
+_HOME_VOLUME = {"name": "home", "emptyDir": {}}
+_HOME_MOUNT = {"name": "home", "mountPath": HOME_DIR}
+
+
+def _downward_env(*names: str) -> list[dict[str, Any]]:
+    paths = {"POD_NAME": "metadata.name", "POD_IP": "status.podIP", "NODE_NAME": "spec.nodeName"}
+    return [{"name": name, "valueFrom": {"fieldRef": {"fieldPath": paths[name]}}} for name in names]
+
+
+def _grpc_probes(port: int) -> dict[str, Any]:
+    """Readiness and liveness from the standard gRPC health service (open without a token)."""
+    return {
+        "readinessProbe": {"grpc": {"port": port}, "periodSeconds": 5, "failureThreshold": 3},
+        "livenessProbe": {
+            "grpc": {"port": port},
+            "initialDelaySeconds": 10,
+            "periodSeconds": 10,
+            "failureThreshold": 6,
+        },
+    }
+
+
+def _container(
+    context: _Context, name: str, resources: dict[str, Any] | None, **fields: Any
+) -> dict[str, Any]:
+    container: dict[str, Any] = {
+        "name": name,
+        "image": context.image,
+        "imagePullPolicy": context.pull_policy,
+        **fields,
+    }
+    if resources:
+        container["resources"] = copy.deepcopy(resources)
+    return container
+
+
+# ------------------------------------------------------------------ master
+
+
+def master_service(context: _Context) -> dict[str, Any]:
+    """ClusterIP Service in front of the master: gRPC and metrics."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": context.metadata(naming.master_name(context.name), "master"),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": naming.selector(context.name, "master"),
+            "ports": [
+                {"name": "grpc", "port": naming.MASTER_PORT, "targetPort": "grpc"},
+                {"name": "metrics", "port": naming.MASTER_METRICS_PORT, "targetPort": "metrics"},
+            ],
+        },
+    }
+
+
+def master_args() -> list[str]:
+    """``cachecluster master`` flags in a pod: fixed ports on every address, auth on."""
+    return [
+        "master",
+        "--host=0.0.0.0",
+        f"--port={naming.MASTER_PORT}",
+        f"--metrics-port={naming.MASTER_METRICS_PORT}",
+        f"--home={HOME_DIR}/master",
+        f"--cluster-secret-file={SECRET_FILE}",
+    ]
+
+
+def master_deployment(context: _Context, resources: dict[str, Any] | None) -> dict[str, Any]:
+    """One master (its state is soft: rebuilt from workers and dataset specs after a restart)."""
+    container = _container(context, "master", resources, args=master_args())
+    container.update(
+        ports=[
+            {"name": "grpc", "containerPort": naming.MASTER_PORT},
+            {"name": "metrics", "containerPort": naming.MASTER_METRICS_PORT},
+        ],
+        env=_downward_env("POD_NAME", "POD_IP"),
+        volumeMounts=[dict(_SECRET_MOUNT), dict(_HOME_MOUNT)],
+        **_grpc_probes(naming.MASTER_PORT),
+    )
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": context.metadata(naming.master_name(context.name), "master"),
+        "spec": {
+            "replicas": 1,
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": naming.selector(context.name, "master")},
+            "template": {
+                "metadata": context.pod_metadata("master"),
+                "spec": {
+                    "containers": [container],
+                    "volumes": [_secret_volume(context), dict(_HOME_VOLUME)],
+                },
+            },
+        },
+    }
+
+
+# ------------------------------------------------------------------ workers
+
+
+def worker_service(context: _Context) -> dict[str, Any]:
+    """Headless Service of the StatefulSet (stable pod DNS names)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": context.metadata(naming.worker_name(context.name), "worker"),
+        "spec": {
+            "clusterIP": "None",
+            "publishNotReadyAddresses": True,
+            "selector": naming.selector(context.name, "worker"),
+            "ports": [
+                {"name": "data", "port": naming.WORKER_DATA_PORT, "targetPort": "data"},
+                {"name": "grpc", "port": naming.WORKER_GRPC_PORT, "targetPort": "grpc"},
+                {"name": "metrics", "port": naming.WORKER_METRICS_PORT, "targetPort": "metrics"},
+            ],
+        },
+    }
+
+
+def tier_volume_name(tier: TierConfig) -> str:
+    """``tier-mem``, ``tier-ssd``, ``tier-hdd`` (one tier per medium)."""
+    return f"tier-{tier.medium.value.lower()}"
+
+
+def tier_flag(tier: TierConfig) -> str:
+    """The worker's ``--tier MEDIUM:PATH:QUOTA:HIGH:LOW`` for a tier mounted at its path."""
+    return f"--tier={tier.medium.value}:{tier.path}:{tier.quota}:{tier.high}:{tier.low}"
+
+
+def tier_volume(tier: TierConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The pod volume and the container's volumeMount of one tier (see the module doc)."""
+    name = tier_volume_name(tier)
+    mount: dict[str, Any] = {"name": name, "mountPath": tier.path}
+    default = "emptyDir" if tier.medium is Medium.MEM else "hostPath"
+    if (tier.volume_type or default) == "hostPath":
+        volume: dict[str, Any] = {
+            "name": name,
+            "hostPath": {"path": tier.path, "type": "DirectoryOrCreate"},
+        }
+        mount["subPathExpr"] = "$(POD_NAME)"
+    elif tier.medium is Medium.MEM:
+        volume = {"name": name, "emptyDir": {"medium": "Memory", "sizeLimit": str(tier.quota)}}
+    else:
+        volume = {"name": name, "emptyDir": {"sizeLimit": str(tier.quota)}}
+    return volume, mount
+
+
+def worker_args(context: _Context, tiers: tuple[TierConfig, ...]) -> list[str]:
+    """``cachecluster worker`` flags in a pod: listen everywhere, announce the pod IP."""
+    return [
+        "worker",
+        f"--master={naming.master_address(context.name, context.namespace)}",
+        "--id=$(POD_NAME)",
+        "--host=0.0.0.0",
+        "--advertise-host=$(POD_IP)",
+        f"--data-port={naming.WORKER_DATA_PORT}",
+        f"--grpc-port={naming.WORKER_GRPC_PORT}",
+        f"--metrics-port={naming.WORKER_METRICS_PORT}",
+        "--unix-socket=none",
+        f"--home={HOME_DIR}/worker",
+        f"--cluster-secret-file={SECRET_FILE}",
+        *(tier_flag(tier) for tier in tiers),
+    ]
+
+
+def worker_statefulset(
+    context: _Context,
+    replicas: int,
+    tiers: tuple[TierConfig, ...],
+    resources: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The workers: stable ids (the pod names) keep each worker's place on the ring."""
+    volumes = [_secret_volume(context), dict(_HOME_VOLUME)]
+    mounts = [dict(_SECRET_MOUNT), dict(_HOME_MOUNT)]
+    for tier in tiers:
+        volume, mount = tier_volume(tier)
+        volumes.append(volume)
+        mounts.append(mount)
+    container = _container(context, "worker", resources, args=worker_args(context, tiers))
+    container.update(
+        ports=[
+            {"name": "data", "containerPort": naming.WORKER_DATA_PORT},
+            {"name": "grpc", "containerPort": naming.WORKER_GRPC_PORT},
+            {"name": "metrics", "containerPort": naming.WORKER_METRICS_PORT},
+        ],
+        env=_downward_env("POD_NAME", "POD_IP"),
+        volumeMounts=mounts,
+        **_grpc_probes(naming.WORKER_GRPC_PORT),
+    )
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": context.metadata(naming.worker_name(context.name), "worker"),
+        "spec": {
+            "replicas": replicas,
+            "serviceName": naming.worker_name(context.name),
+            "podManagementPolicy": "Parallel",
+            "selector": {"matchLabels": naming.selector(context.name, "worker")},
+            "template": {
+                "metadata": context.pod_metadata("worker"),
+                "spec": {"containers": [container], "volumes": volumes},
+            },
+        },
+    }
+
+
+# ------------------------------------------------------------------ FUSE
+
+
+def fuse_command(context: _Context) -> list[str]:
+    """The FUSE container's command: mint an admin token from the secret, then mount.
+
+    The view has neither ``-n`` nor ``--dataset``: ``<root>/<ns>/<dataset>/...``
+    for every namespace, which the CSI plugin bind-mounts per dataset.
+    """
+    root = naming.fuse_mount_root(context.namespace, context.name)
+    token = shlex.join(
+        [
+            "cachecluster",
+            "token",
+            "--admin",
+            f"--secret-file={SECRET_FILE}",
+            f"--ttl={FUSE_TOKEN_TTL}",
+        ]
+    )
+    mount = shlex.join(
+        [
+            "cachecluster",
+            "mount",
+            root,
+            "--foreground",
+            f"--master={naming.master_address(context.name, context.namespace)}",
+        ]
+    )
+    # "$$(" is how a pod spec writes "$(": Kubernetes reads $(NAME) as a variable.
+    script = f'CACHECLUSTER_TOKEN="$$({token})" && export CACHECLUSTER_TOKEN && exec {mount}'
+    return ["sh", "-c", script]
+
+
+def fuse_daemonset(context: _Context, resources: dict[str, Any] | None) -> dict[str, Any]:
+    """A FUSE mount of the runtime's view on every node, propagated to the host."""
+    root = naming.fuse_mount_root(context.namespace, context.name)
+    host_dir = posixpath.dirname(root)
+    container = _container(context, "fuse", resources, command=fuse_command(context))
+    container.update(
+        env=[
+            *_downward_env("POD_NAME", "NODE_NAME"),
+            {"name": "CACHECLUSTER_HOME", "value": HOME_DIR},
+        ],
+        securityContext={"privileged": True},
+        volumeMounts=[
+            dict(_SECRET_MOUNT),
+            dict(_HOME_MOUNT),
+            {"name": "fuse-root", "mountPath": host_dir, "mountPropagation": "Bidirectional"},
+        ],
+        readinessProbe={"exec": {"command": ["mountpoint", "-q", root]}, "periodSeconds": 5},
+        lifecycle={"preStop": {"exec": {"command": ["cachecluster", "unmount", root]}}},
+    )
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": context.metadata(naming.fuse_name(context.name), "fuse"),
+        "spec": {
+            "selector": {"matchLabels": naming.selector(context.name, "fuse")},
+            "updateStrategy": {"type": "RollingUpdate"},
+            "template": {
+                "metadata": context.pod_metadata("fuse"),
+                "spec": {
+                    "containers": [container],
+                    "volumes": [
+                        _secret_volume(context),
+                        dict(_HOME_VOLUME),
+                        {
+                            "name": "fuse-root",
+                            "hostPath": {"path": host_dir, "type": "DirectoryOrCreate"},
+                        },
+                    ],
+                },
+            },
+        },
+    }
