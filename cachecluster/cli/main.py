@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "token_cmds",  # token NS (namespace tokens when the cluster has a secret)
     "apply_cmds",  # apply -f FILE, delete (Secret, Dataset, runtime, DataLoad YAML)
     "mount_cmds",  # mount, unmount (FUSE)
+    "csi_cmd",  # csi (the CSI node plugin, foreground)
     "demo",  # the main job
 )
 
