@@ -18,6 +18,9 @@ CSI_DRIVER = "csi.cachecluster.io"
 
 DEFAULT_IMAGE = "ghcr.io/cachecluster/cachecluster:latest"
 """One image runs every component (master, worker, fuse, csi, operator)."""
+IMAGE_ENV = "CACHECLUSTER_IMAGE"
+"""Environment variable of the operator pod naming the image its workloads run
+(the Helm chart sets it to the chart's image; unset: :data:`DEFAULT_IMAGE`)."""
 
 MASTER_PORT = 19998
 """Master gRPC port inside the cluster."""
