@@ -47,9 +47,6 @@ from cachecluster.worker.tiers import Medium, TierConfig
 SOURCE = "kubernetes"
 """How errors name where a body came from: ``kubernetes doc 1 (CacheRuntime ns/rt): ...``."""
 
-SECRET_DIR = "/etc/cachecluster/secret"
-SECRET_FILE = f"{SECRET_DIR}/{naming.CLUSTER_SECRET_KEY}"
-"""Where master, workers and FUSE pods read the cluster secret."""
 HOME_DIR = "/var/lib/cachecluster"
 """Each pod's scratch home (an emptyDir): endpoint files, the master's dataset records."""
 
@@ -224,7 +221,7 @@ def _secret_volume(context: _Context) -> dict[str, Any]:
     }
 
 
-_SECRET_MOUNT = {"name": "cluster-secret", "mountPath": SECRET_DIR, "readOnly": True}
+_SECRET_MOUNT = {"name": "cluster-secret", "mountPath": naming.CLUSTER_SECRET_DIR, "readOnly": True}
 _HOME_VOLUME = {"name": "home", "emptyDir": {}}
 _HOME_MOUNT = {"name": "home", "mountPath": HOME_DIR}
 
@@ -289,7 +286,7 @@ def master_args() -> list[str]:
         f"--port={naming.MASTER_PORT}",
         f"--metrics-port={naming.MASTER_METRICS_PORT}",
         f"--home={HOME_DIR}/master",
-        f"--cluster-secret-file={SECRET_FILE}",
+        f"--cluster-secret-file={naming.CLUSTER_SECRET_FILE}",
     ]
 
 
@@ -387,7 +384,7 @@ def worker_args(context: _Context, tiers: tuple[TierConfig, ...]) -> list[str]:
         f"--metrics-port={naming.WORKER_METRICS_PORT}",
         "--unix-socket=none",
         f"--home={HOME_DIR}/worker",
-        f"--cluster-secret-file={SECRET_FILE}",
+        f"--cluster-secret-file={naming.CLUSTER_SECRET_FILE}",
         *(tier_flag(tier) for tier in tiers),
     ]
 
@@ -448,7 +445,7 @@ def fuse_command(context: _Context) -> list[str]:
             "cachecluster",
             "token",
             "--admin",
-            f"--secret-file={SECRET_FILE}",
+            f"--secret-file={naming.CLUSTER_SECRET_FILE}",
             f"--ttl={FUSE_TOKEN_TTL}",
         ]
     )

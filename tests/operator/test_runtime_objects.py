@@ -25,11 +25,7 @@ from cachecluster.common.auth import ADMIN_NAMESPACE, verify_token
 from cachecluster.common.errors import ConfigError
 from cachecluster.master.config import MasterConfig
 from cachecluster.operator import naming
-from cachecluster.operator.runtime_objects import (
-    SECRET_FILE,
-    desired_runtime_objects,
-    new_secret_hex,
-)
+from cachecluster.operator.runtime_objects import desired_runtime_objects, new_secret_hex
 from cachecluster.worker.config import build_worker_config
 from cachecluster.worker.tiers import Medium, parse_tier_flag
 from tests.operator.schemas import validate_builtin
@@ -223,7 +219,7 @@ def test_worker_and_master_commands_are_real_configurations(
     worker = container(objects["StatefulSet"])
     assert {e["name"] for e in worker["env"]} >= {"POD_NAME", "POD_IP"}
     args = parser.parse_args(expand(worker["args"]))
-    assert args.cluster_secret_file == Path(SECRET_FILE)
+    assert args.cluster_secret_file == Path(naming.CLUSTER_SECRET_FILE)
     config = build_worker_config(
         master=args.master,
         home=tmp_path / "w",
@@ -252,11 +248,14 @@ def test_worker_and_master_commands_are_real_configurations(
     assert config.cluster_secret == bytes.fromhex(SECRET)
     mounted = {m["mountPath"] for m in worker["volumeMounts"]}
     assert {tier.path for tier in config.tiers} <= mounted
-    assert any(m["mountPath"] == str(Path(SECRET_FILE).parent) for m in worker["volumeMounts"])
+    assert any(
+        m["mountPath"] == str(Path(naming.CLUSTER_SECRET_FILE).parent)
+        for m in worker["volumeMounts"]
+    )
 
     master = container(objects["Deployment"])
     margs = parser.parse_args(master["args"])
-    assert margs.cluster_secret_file == SECRET_FILE
+    assert margs.cluster_secret_file == naming.CLUSTER_SECRET_FILE
     margs.cluster_secret_file = str(secret_file)
     mconfig = MasterConfig.from_args(margs, default_home=tmp_path / "m")
     assert (mconfig.host, mconfig.port, mconfig.metrics_port) == (
@@ -288,7 +287,10 @@ def test_fuse_pod_mints_an_admin_token_and_mounts_the_runtime_view(
     assert token_cmd is not None, script
     secret_file = tmp_path / "cluster-secret"
     secret_file.write_text(SECRET)
-    argv = [a.replace(SECRET_FILE, str(secret_file)) for a in shlex.split(token_cmd.group(1))]
+    argv = [
+        a.replace(naming.CLUSTER_SECRET_FILE, str(secret_file))
+        for a in shlex.split(token_cmd.group(1))
+    ]
     minted = subprocess.run(
         [sys.executable, "-m", "cachecluster", *argv[1:]],
         capture_output=True,
