@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 
@@ -79,6 +79,31 @@ class UfsBackend(abc.ABC):
         reader never mixes bytes of two versions. Large ranges may be fetched
         as parallel range requests straight into ``buf`` (no extra copy).
         """
+
+    async def read_blocks_into(
+        self,
+        path: str,
+        offset: int,
+        buffers: Sequence[memoryview],
+        *,
+        version: str | None = None,
+    ) -> int:
+        """A scatter read: fill ``buffers`` one after the other with the bytes from ``offset``.
+
+        As :meth:`read_into` over the buffers laid end to end: returns the
+        bytes read in all, short only at end of file (later buffers then hold
+        fewer bytes or none), ``VersionChanged`` as there. For consecutive
+        cache blocks of one file: an object store answers them with one
+        request (see :mod:`cachecluster.ufs.object_store`); this default reads
+        each buffer in turn.
+        """
+        total = 0
+        for buffer in buffers:
+            count = await self.read_into(path, offset + total, buffer, version=version)
+            total += count
+            if count < buffer.nbytes:
+                break
+        return total
 
     async def read(
         self, path: str, offset: int, length: int, *, version: str | None = None

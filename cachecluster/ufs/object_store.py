@@ -10,6 +10,9 @@ buffer, close) and an error mapper; this module turns them into the async
   given); a larger one is a HEAD (size and ETag) followed by parallel ranged
   GETs, each filling its slice of the caller's buffer, all pinned to the ETag
   with ``If-Match`` so that a buffer never mixes two versions of an object;
+- a scatter read (``read_blocks_into``: consecutive blocks, each into a
+  buffer of its own) is one ranged GET whose body goes from the socket into
+  each buffer in turn, pinned to the version the same way;
 - the caller's buffer is never written after ``read_into`` returns or raises
   (also on cancellation: in-flight part reads are stopped and awaited).
 
@@ -24,7 +27,7 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from cachecluster.common.errors import (
@@ -110,24 +113,41 @@ def read_response_into(raw: Any, view: memoryview, abort: threading.Event | None
     otherwise the body is read in chunks and copied. Raises :class:`ReadAborted`
     when ``abort`` is set between chunks.
     """
+    return read_response_into_views(raw, [view], abort)
+
+
+def read_response_into_views(
+    raw: Any, views: list[memoryview], abort: threading.Event | None = None
+) -> int:
+    """:func:`read_response_into` over several buffers: each filled in turn, then the next.
+
+    Returns the bytes read in all; the body ended early when that is less
+    than the buffers' total length (later buffers then hold fewer or none).
+    """
     inner = getattr(raw, "_fp", None)
     readinto = getattr(inner, "readinto", None) if inner is not None else None
     total = 0
-    length = len(view)
     try:
-        while total < length:
-            if abort is not None and abort.is_set():
-                raise ReadAborted()
-            chunk = view[total : total + _COPY_CHUNK]
-            if readinto is not None:
-                n = readinto(chunk)
-            else:
-                data = raw.read(len(chunk))
-                n = len(data)
-                chunk[:n] = data
-            if not n:
+        for view in views:
+            filled = 0
+            length = len(view)
+            while filled < length:
+                if abort is not None and abort.is_set():
+                    raise ReadAborted()
+                chunk = view[filled : filled + _COPY_CHUNK]
+                if readinto is not None:
+                    n = readinto(chunk)
+                else:
+                    data = raw.read(len(chunk))
+                    n = len(data)
+                    chunk[:n] = data
+                del chunk
+                if not n:
+                    break
+                filled += n
+            total += filled
+            if filled < length:
                 break
-            total += n
     except BaseException:
         close = getattr(raw, "close", None)
         if close is not None:
@@ -135,6 +155,17 @@ def read_response_into(raw: Any, view: memoryview, abort: threading.Event | None
         raise
     finish_response(raw)
     return total
+
+
+def _first_bytes(views: list[memoryview], length: int) -> list[memoryview]:
+    """The leading ``length`` bytes of ``views`` taken in turn (the last one cut short)."""
+    taken: list[memoryview] = []
+    for view in views:
+        if length <= 0:
+            break
+        taken.append(view[:length] if len(view) > length else view)
+        length -= len(view)
+    return taken
 
 
 def finish_response(raw: Any) -> None:
@@ -277,12 +308,13 @@ class ObjectStoreBackend(UfsBackend):
         self,
         key: str,
         start: int,
-        view: memoryview,
+        views: list[memoryview],
         etag: str | None,
         abort: threading.Event | None,
     ) -> int:
-        """GET ``len(view)`` bytes at ``start`` into ``view`` (``If-Match: etag`` if given).
+        """One GET of the bytes at ``start`` into ``views``, filled in turn (``If-Match: etag``).
 
+        The range asked is ``start`` .. ``start + total length of views - 1``.
         Returns the count, short at end of object, 0 when ``start`` is at or past it.
         """
 
@@ -290,7 +322,7 @@ class ObjectStoreBackend(UfsBackend):
         self,
         key: str,
         start: int,
-        view: memoryview,
+        views: list[memoryview],
         raw: Any,
         *,
         partial: bool,
@@ -298,26 +330,27 @@ class ObjectStoreBackend(UfsBackend):
         content_range: str | None,
         abort: threading.Event | None,
     ) -> int:
-        """Check a ranged GET's answer and read its body into ``view``; return the count.
+        """Check a ranged GET's answer and read its body into ``views``; return the count.
 
         ``partial`` is a 206 answer. A 200 carries the whole object although a
         range was asked (a server without range support, or OSS's answer to a
         range it finds invalid): usable only when it is exactly what was asked.
         """
+        wanted = sum(len(view) for view in views)
         if partial:
             span = parse_content_range(content_range)
-            if span is None or span[0] != start or length > len(view):
+            if span is None or span[0] != start or length > wanted:
                 finish_response(raw)
                 raise UfsError(
-                    f"{self.display(key)}: the server answered range {start}+{len(view)} "
+                    f"{self.display(key)}: the server answered range {start}+{wanted} "
                     f"with {content_range!r}"
                 )
-        elif start != 0 or length > len(view):
+        elif start != 0 or length > wanted:
             finish_response(raw)
             if start >= length:
                 return 0
             raise UfsError(f"{self.display(key)}: the server ignored the Range header")
-        n = read_response_into(raw, view[:length], abort)
+        n = read_response_into_views(raw, _first_bytes(views, length), abort)
         if n != length:
             raise Unavailable(
                 f"{self.display(key)}: the connection ended after {n} of {length} bytes"
@@ -458,7 +491,7 @@ class ObjectStoreBackend(UfsBackend):
             return 0
         if len(view) <= self.part_size:
             return await self._call(
-                self._get_into_blocking, key, key, offset, BufferLease(view), version, None
+                self._get_into_blocking, key, key, offset, BufferLease([view]), version, None
             )
         info = await self._call(self._head_blocking, key, key)
         if info is None:
@@ -487,7 +520,7 @@ class ObjectStoreBackend(UfsBackend):
             for start, part in queue:
                 wanted = len(part)
                 future = self._submit(
-                    self._get_into_blocking, key, key, start, BufferLease(part), etag, abort
+                    self._get_into_blocking, key, key, start, BufferLease([part]), etag, abort
                 )
                 del part
                 submitted.append(future)
@@ -516,6 +549,41 @@ class ObjectStoreBackend(UfsBackend):
             if isinstance(exc, ReadAborted):  # cannot happen first, but never leak it
                 raise UfsError(f"{self.display(key)}: read aborted") from exc
             raise
+
+    async def read_blocks_into(
+        self,
+        path: str,
+        offset: int,
+        buffers: Sequence[memoryview],
+        *,
+        version: str | None = None,
+    ) -> int:
+        """One ranged GET from ``offset``, its body received into each buffer in turn.
+
+        Pinned with ``If-Match`` to ``version`` when given (``VersionChanged``
+        otherwise). No HEAD first: a range past the end of the object answers
+        with fewer bytes, or 0 when ``offset`` is at or past it.
+        """
+        rel = normalize_path(path)
+        key = self._key(rel)
+        if offset < 0:
+            raise InvalidArgument(f"negative offset {offset} for {self.display(key)}")
+        if not key:
+            raise NotFound(f"is a directory, not a file: {self.display(key)}")
+        views = [writable_bytes(buffer) for buffer in buffers]
+        del buffers
+        views = [view for view in views if len(view)]
+        if not views:
+            return 0
+        try:
+            return await self._call(
+                self._get_into_blocking, key, key, offset, BufferLease(views), version, None
+            )
+        except BaseException as exc:
+            forget_locals(exc)
+            raise
+        finally:
+            views.clear()
 
     async def close(self) -> None:
         """Shut the thread pool down and release the SDK client. Safe to call twice."""

@@ -219,17 +219,16 @@ class OssBackend(ObjectStoreBackend):
         self,
         key: str,
         start: int,
-        view: memoryview,
+        views: list[memoryview],
         etag: str | None,
         abort: threading.Event | None,
     ) -> int:
+        end = start + sum(len(view) for view in views) - 1
         headers = {"x-oss-range-behavior": "standard"}
         if etag is not None:
             headers["If-Match"] = f'"{etag}"'
         try:
-            result = self._bucket.get_object(
-                key, byte_range=(start, start + len(view) - 1), headers=headers
-            )
+            result = self._bucket.get_object(key, byte_range=(start, end), headers=headers)
         except oss2.exceptions.OssError as exc:
             if getattr(exc, "status", None) == 416:
                 forget_locals(exc)
@@ -238,7 +237,7 @@ class OssBackend(ObjectStoreBackend):
         return self._receive_range(
             key,
             start,
-            view,
+            views,
             result.resp.response.raw,
             partial=result.status == 206,
             length=int(result.content_length or 0),

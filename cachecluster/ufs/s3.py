@@ -245,14 +245,15 @@ class S3Backend(ObjectStoreBackend):
         self,
         key: str,
         start: int,
-        view: memoryview,
+        views: list[memoryview],
         etag: str | None,
         abort: threading.Event | None,
     ) -> int:
+        end = start + sum(len(view) for view in views) - 1
         kwargs: dict[str, Any] = {
             "Bucket": self.bucket,
             "Key": key,
-            "Range": f"bytes={start}-{start + len(view) - 1}",
+            "Range": f"bytes={start}-{end}",
         }
         if etag is not None:
             kwargs["IfMatch"] = f'"{etag}"'
@@ -267,7 +268,7 @@ class S3Backend(ObjectStoreBackend):
         return self._receive_range(
             key,
             start,
-            view,
+            views,
             getattr(body, "_raw_stream", body),
             partial=response["ResponseMetadata"]["HTTPStatusCode"] == 206,
             length=int(response.get("ContentLength", 0)),

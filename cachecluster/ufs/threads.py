@@ -19,11 +19,12 @@ import asyncio
 import concurrent.futures
 import traceback
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from cachecluster.common.errors import InvalidArgument, UfsError
 
 _T = TypeVar("_T")
+_B = TypeVar("_B", memoryview, list[memoryview])
 
 
 def writable_bytes(buf: memoryview) -> memoryview:
@@ -37,16 +38,16 @@ def writable_bytes(buf: memoryview) -> memoryview:
     return buf
 
 
-class BufferLease:
-    """Hands a caller's buffer to one worker thread, keeping no reference afterwards."""
+class BufferLease(Generic[_B]):
+    """Hands a caller's buffer (or list of buffers) to one worker thread, keeping no reference."""
 
     __slots__ = ("_view",)
 
-    def __init__(self, view: memoryview) -> None:
-        self._view: memoryview | None = view
+    def __init__(self, view: _B) -> None:
+        self._view: _B | None = view
 
-    def take(self) -> memoryview:
-        """The buffer; a lease is taken once."""
+    def take(self) -> _B:
+        """The buffer (or list); a lease is taken once."""
         view = self._view
         if view is None:
             raise RuntimeError("a buffer lease is taken once")

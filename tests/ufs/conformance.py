@@ -204,6 +204,49 @@ class UfsConformance:
         assert n == len(data)
         assert hashlib.sha256(buf).hexdigest() == hashlib.sha256(data).hexdigest()
 
+    async def test_scatter_read_fills_each_buffer_in_turn(
+        self, backend: UfsBackend, writer: UfsWriter
+    ) -> None:
+        block = self.part_size
+        data = payload(3 * block + 1234, seed=11)  # the last block is partial
+        writer.write("blocks.bin", data)
+        version = (await backend.stat("blocks.bin")).version
+        buffers = [bytearray(b"\xee" * block) for _ in range(4)]
+        n = await backend.read_blocks_into(
+            "blocks.bin", block, [memoryview(b) for b in buffers], version=version
+        )
+        assert n == 2 * block + 1234
+        assert bytes(buffers[0]) == data[block : 2 * block]
+        assert bytes(buffers[1]) == data[2 * block : 3 * block]
+        assert bytes(buffers[2][:1234]) == data[3 * block :]
+        assert bytes(buffers[2][1234:]) == b"\xee" * (block - 1234)  # past the end: untouched
+        assert bytes(buffers[3]) == b"\xee" * block
+        for buffer in buffers:
+            buffer.append(0)  # a BufferError here means a thread still holds a view
+
+    async def test_scatter_read_at_and_past_the_end(
+        self, backend: UfsBackend, writer: UfsWriter
+    ) -> None:
+        writer.write("end.bin", payload(1000, seed=12))
+        version = (await backend.stat("end.bin")).version
+        for offset in (1000, 5000):
+            views = [memoryview(bytearray(100)), memoryview(bytearray(100))]
+            assert await backend.read_blocks_into("end.bin", offset, views, version=version) == 0
+        assert await backend.read_blocks_into("end.bin", 0, []) == 0
+
+    async def test_scatter_read_is_pinned_to_the_version(
+        self, backend: UfsBackend, writer: UfsWriter
+    ) -> None:
+        writer.write("moved.bin", payload(2 * self.part_size, seed=13))
+        old = await backend.stat("moved.bin")
+        new_data = payload(2 * self.part_size + 5, seed=14)
+        writer.write("moved.bin", new_data)
+        views = [memoryview(bytearray(self.part_size)) for _ in range(2)]
+        with pytest.raises(VersionChanged, match=r"moved\.bin"):
+            await backend.read_blocks_into("moved.bin", 0, views, version=old.version)
+        with pytest.raises(NotFound, match="absent"):
+            await backend.read_blocks_into("absent.bin", 0, views)
+
     async def test_read_into_leaves_no_export_behind(
         self, backend: UfsBackend, writer: UfsWriter
     ) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -197,3 +197,27 @@ async def test_every_part_is_pinned_to_the_etag(backend: UfsBackend, writer: S3W
     # As if the object changed between the HEAD and the part GETs.
     with pytest.raises(VersionChanged, match="pinned"):
         await backend._read_parts(writer.key("pinned.bin"), 0, memoryview(buf), old.version)
+
+
+async def test_scatter_read_is_one_get_pinned_to_the_etag(
+    backend: UfsBackend, writer: S3Writer
+) -> None:
+    block = UfsConformance.part_size
+    data = payload(5 * block + 7, seed=21)
+    writer.write("run.bin", data)
+    status = await backend.stat("run.bin")
+    assert isinstance(backend, S3Backend)
+    sent: list[tuple[str, bytes]] = []
+
+    def record(request: Any, **_: Any) -> None:
+        sent.append((request.headers.get("Range", b"").decode(), request.headers["If-Match"]))
+
+    backend._client.meta.events.register("before-send.s3.GetObject", record)
+    buffers = [bytearray(block) for _ in range(6)]
+    n = await backend.read_blocks_into(
+        "run.bin", block, [memoryview(b) for b in buffers], version=status.version
+    )
+    assert n == len(data) - block
+    assert b"".join(buffers)[:n] == data[block:]
+    # One request for six blocks, past the end too: the server cuts it short.
+    assert sent == [(f"bytes={block}-{7 * block - 1}", f'"{status.version}"'.encode())]
