@@ -1,15 +1,23 @@
-"""Bind mounts through util-linux ``mount`` and ``umount``.
+"""Bind mounts through the mount(2) and umount2(2) system calls.
 
-A read-only bind takes two steps, as the kernel requires: ``mount --bind``,
-then ``mount -o remount,bind,ro`` on the new mount (only that mount turns
-read-only, not the FUSE mount it shows). When the second step fails the bind
+The calls are made in a worker thread (a call on a hung FUSE mount blocks)
+rather than through util-linux ``mount`` in a child process: forking a
+process that runs gRPC's threads can crash the child before it executes.
+
+A read-only bind takes two calls, as the kernel requires: ``MS_BIND``, then
+``MS_REMOUNT | MS_BIND | MS_RDONLY`` on the new mount (only that mount turns
+read-only, not the FUSE mount it shows). When the second call fails the bind
 is undone, so a target is never left writable by mistake.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
+import errno
 import logging
+import os
 from pathlib import Path
 
 from cachecluster.common.errors import CacheClusterError, ErrorKind
@@ -17,58 +25,70 @@ from cachecluster.csi.mountinfo import mount_at
 
 log = logging.getLogger(__name__)
 
-COMMAND_TIMEOUT_S = 30.0
-"""A mount or umount that takes longer than this has hung (e.g. on a dead FUSE)."""
+MS_RDONLY = 0x1
+MS_REMOUNT = 0x20
+MS_BIND = 0x1000
+MNT_DETACH = 0x2
 
 MAX_STACKED = 16
 """Mounts stacked on one target that :func:`unbind` removes at most."""
 
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc.mount.argtypes = [
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_ulong,
+    ctypes.c_void_p,
+]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+
 
 class MountFailed(CacheClusterError):
-    """``mount`` or ``umount`` failed; the message has the command's own error line."""
+    """A mount or unmount system call failed; the message names the call, path and error."""
 
     kind = ErrorKind.INTERNAL
 
 
-async def _run(*command: str) -> None:
-    process = await asyncio.create_subprocess_exec(
-        *command,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        code = ctypes.get_errno()
+        raise MountFailed(f"{what}: {os.strerror(code)} ({errno.errorcode.get(code, code)})")
+
+
+def _bind(source: str, target: str, read_only: bool) -> None:
+    _check(
+        _libc.mount(source.encode(), target.encode(), None, MS_BIND, None),
+        f"bind {source} on {target}",
     )
+    if not read_only:
+        return
+    flags = MS_REMOUNT | MS_BIND | MS_RDONLY
     try:
-        _, stderr = await asyncio.wait_for(process.communicate(), COMMAND_TIMEOUT_S)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise MountFailed(f"{' '.join(command)}: no answer in {COMMAND_TIMEOUT_S:.0f}s") from None
-    if process.returncode != 0:
-        message = " ".join(stderr.decode(errors="replace").split()) or f"exit {process.returncode}"
-        raise MountFailed(f"{' '.join(command)}: {message}")
+        _check(_libc.mount(None, target.encode(), None, flags, None), f"remount {target} read-only")
+    except MountFailed:
+        _libc.umount2(target.encode(), MNT_DETACH)
+        raise
+
+
+def _unmount(target: str) -> None:
+    if _libc.umount2(target.encode(), 0) == 0:
+        return
+    code = ctypes.get_errno()
+    log.info("%s: %s; detaching it lazily", target, os.strerror(code))
+    _check(_libc.umount2(target.encode(), MNT_DETACH), f"unmount {target}")
 
 
 async def bind(source: str | Path, target: str | Path, *, read_only: bool) -> None:
     """Bind ``source`` onto the existing folder ``target``, read-only when asked."""
-    await _run("mount", "--bind", str(source), str(target))
-    if not read_only:
-        return
-    try:
-        await _run("mount", "-o", "remount,bind,ro", str(target))
-    except MountFailed:
-        await unbind(target)
-        raise
+    await asyncio.to_thread(_bind, str(source), str(target), read_only)
 
 
 async def unbind(target: str | Path) -> None:
-    """Remove every mount at ``target``; a busy one is detached lazily (``umount -l``)."""
+    """Remove every mount at ``target``; a busy one is detached lazily (``MNT_DETACH``)."""
     for _ in range(MAX_STACKED):
         if mount_at(target) is None:
             return
-        try:
-            await _run("umount", str(target))
-        except MountFailed as error:
-            log.info("%s: %s; detaching it lazily", target, error)
-            await _run("umount", "-l", str(target))
+        await asyncio.to_thread(_unmount, str(target))
     if mount_at(target) is not None:
         raise MountFailed(f"{target}: still mounted after {MAX_STACKED} unmounts")

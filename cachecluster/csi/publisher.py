@@ -36,9 +36,20 @@ STALE_ERRNOS = frozenset({errno.ENOTCONN, errno.ECONNABORTED})
 """What a path on a FUSE mount whose process died answers."""
 
 
+def _stat_live(path: str) -> os.stat_result:
+    # statfs always asks the FUSE process (stat may answer from the kernel's
+    # attribute cache for a while after the process died).
+    os.statvfs(path)
+    return os.stat(path)
+
+
 async def _stat(path: str) -> os.stat_result:
-    """``os.stat(path)`` off the event loop; a hung FUSE mount raises ``TimeoutError``."""
-    return await asyncio.wait_for(asyncio.to_thread(os.stat, path), STAT_TIMEOUT_S)
+    """``os.stat(path)`` of a path whose file system answers, off the event loop.
+
+    A FUSE mount whose process died raises ``OSError`` (ENOTCONN), a hung one
+    ``TimeoutError``.
+    """
+    return await asyncio.wait_for(asyncio.to_thread(_stat_live, path), STAT_TIMEOUT_S)
 
 
 def is_stale(error: OSError) -> bool:
@@ -113,7 +124,9 @@ class VolumePublisher:
         """Bind ``source`` at ``target``; False when it already was, identically (idempotent).
 
         A stale bind at ``target`` (its FUSE died) is replaced; any other mount
-        there is :class:`AlreadyExists`.
+        there, or a writable one when read-only is asked, is :class:`AlreadyExists`.
+        A read-write bind shows the FUSE mount's own flags (read-only for a
+        read-only dataset view).
         """
         source = self.check_source_path(volume_id, source)
         async with self._lock:
@@ -129,7 +142,7 @@ class VolumePublisher:
                     await binder.unbind(target)
                 else:
                     same = (there.st_dev, there.st_ino) == (wanted.device, wanted.inode)
-                    if same and entry.read_only == read_only:
+                    if same and (entry.read_only or not read_only):
                         self.targets.put(Published(volume_id, target, source, read_only))
                         return False
                     mode = "read-only" if entry.read_only else "read-write"
