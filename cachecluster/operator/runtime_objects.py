@@ -41,6 +41,7 @@ from cachecluster.api.documents import Document, parse_document
 from cachecluster.api.models import CacheRuntimeSpec
 from cachecluster.common.auth import SECRET_BYTES, parse_secret
 from cachecluster.common.errors import ConfigError
+from cachecluster.common.units import format_size, parse_size
 from cachecluster.operator import naming
 from cachecluster.worker.tiers import Medium, TierConfig
 
@@ -90,6 +91,7 @@ def desired_runtime_objects(
     tiers = spec.tiers or DEFAULT_TIERS
     for i, tier in enumerate(tiers):
         check_tier_for_pod(tier, f"{document.where}: spec.tieredstore.levels[{i}]")
+    check_memory_limit(tiers, resources.get("worker"), document.where)
     if cluster_secret is None:
         cluster_secret = new_secret()
     parse_secret(
@@ -169,6 +171,35 @@ def component_resources(body: Mapping[str, Any], where: str) -> dict[str, dict[s
             resources[key] = checked
         found[component] = resources
     return found
+
+
+def memory_tiers_bytes(tiers: tuple[TierConfig, ...]) -> int:
+    """Bytes of the tiers held in a ``medium: Memory`` emptyDir (they count as pod memory)."""
+    return sum(
+        tier.quota
+        for tier in tiers
+        if tier.medium is Medium.MEM and (tier.volume_type or "emptyDir") == "emptyDir"
+    )
+
+
+def check_memory_limit(
+    tiers: tuple[TierConfig, ...], resources: dict[str, Any] | None, where: str
+) -> None:
+    """Refuse a worker memory limit below its memory tiers: the kernel would kill the pod."""
+    limit_text = ((resources or {}).get("limits") or {}).get("memory")
+    in_memory = memory_tiers_bytes(tiers)
+    if limit_text is None or not in_memory:
+        return
+    try:
+        limit = parse_size(limit_text, "memory")
+    except ConfigError:
+        return  # a valid quantity parse_size does not read (e.g. 1e9): left to Kubernetes
+    if limit < in_memory:
+        raise ConfigError(
+            f"{where}: spec.worker.resources.limits.memory",
+            f"{limit_text} is below the MEM tier quota {format_size(in_memory)} "
+            "(a Memory emptyDir counts as the pod's memory)",
+        )
 
 
 class _Context:

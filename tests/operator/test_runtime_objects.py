@@ -409,6 +409,11 @@ BAD_SPECS = [
         "spec.worker.resources.limits.memory",
     ),
     ({"fuse": {"resources": {"wants": {}}}}, "JindoRuntime", "spec.fuse.resources.wants"),
+    (
+        {**THREE_TIERS, "worker": {"resources": {"limits": {"memory": "1Gi"}}}},
+        "JindoRuntime",
+        "spec.worker.resources.limits.memory: 1Gi is below the MEM tier quota 2.00GiB",
+    ),
 ]
 
 
