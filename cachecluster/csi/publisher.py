@@ -14,7 +14,6 @@ runtime's FUSE pod has not mounted yet is never bound in its place.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import logging
 import os
@@ -22,7 +21,13 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from cachecluster.common.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
+from cachecluster.common.errors import (
+    AlreadyExists,
+    CacheClusterError,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
 from cachecluster.csi import binder
 from cachecluster.csi.mountinfo import mount_at, mount_holding
 from cachecluster.csi.state import Published, PublishedTargets
@@ -195,9 +200,12 @@ class VolumePublisher:
             async with self._lock:
                 if self.targets.get(record.target) != record:
                     continue  # unpublished or published anew meanwhile
-                with contextlib.suppress(Unavailable, NotFound):
-                    if await self._repair_one(record):
-                        repaired += 1
+                try:
+                    repaired += await self._repair_one(record)
+                except (Unavailable, NotFound) as waiting:  # the FUSE is not back yet
+                    log.debug("%s: %s", record.target, waiting)
+                except CacheClusterError as error:  # the next pass tries again
+                    log.warning("%s: repair failed: %s", record.target, error)
         return repaired
 
     async def _repair_one(self, record: Published) -> bool:

@@ -135,8 +135,10 @@ async def test_a_dead_fuse_is_re_bound_when_it_comes_back_also_after_a_plugin_re
     source = str(view.path / "ta" / "data")
     target = csi_plugin.pods / "pod-1" / "mount"
     other = csi_plugin.pods / "pod-2" / "mount"
+    deleted = csi_plugin.pods / "pod-3" / "mount"  # its pod goes away while the FUSE is down
     async with csi_plugin.stubs() as (_, node):
         await node.NodePublishVolume(publish_request(target, source))
+        await node.NodePublishVolume(publish_request(deleted, source))
     assert_reads_dataset(target)
 
     os.kill(view.pid, signal.SIGKILL)  # the FUSE process dies
@@ -144,11 +146,16 @@ async def test_a_dead_fuse_is_re_bound_when_it_comes_back_also_after_a_plugin_re
     with pytest.raises(OSError) as caught:
         os.statvfs(target)  # stat may answer from the kernel's cache for a while
     assert caught.value.errno in STALE_ERRNOS
-    async with csi_plugin.stubs() as (_, node):  # a new publish waits for the FUSE
-        with pytest.raises(grpc.aio.AioRpcError) as refused:
+    async with csi_plugin.stubs() as (_, node):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:  # a new publish waits
             await node.NodePublishVolume(publish_request(other, source))
+        await node.NodeUnpublishVolume(  # a stale target is unmounted all the same
+            csi_pb2.NodeUnpublishVolumeRequest(volume_id="ta/data", target_path=str(deleted))
+        )
     assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "not connected" in (refused.value.details() or "")
+    assert mounts_under(csi_plugin.pods) == [str(target)]
+    assert not deleted.exists() and not other.exists()
 
     assert csi_plugin.stop(signal.SIGTERM) == 0  # the plugin restarts while the FUSE is down
     csi_plugin.start()
