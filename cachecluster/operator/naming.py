@@ -21,6 +21,9 @@ DEFAULT_IMAGE = "ghcr.io/cachecluster/cachecluster:latest"
 IMAGE_ENV = "CACHECLUSTER_IMAGE"
 """Environment variable of the operator pod naming the image its workloads run
 (the Helm chart sets it to the chart's image; unset: :data:`DEFAULT_IMAGE`)."""
+IMAGE_PULL_POLICY_ENV = "CACHECLUSTER_IMAGE_PULL_POLICY"
+"""Environment variable of the operator pod: the pull policy of its workloads' image
+(the Helm chart sets it to ``image.pullPolicy``; unset: ``IfNotPresent``)."""
 
 MASTER_PORT = 19998
 """Master gRPC port inside the cluster."""
