@@ -11,8 +11,8 @@ with the :class:`DatasetPlan` this module computes).
   its own: it is served by its source's runtime, and its PV points at that
   runtime's FUSE view of the reference itself (``<root>/<ns>/<name>``, which
   the master restricts to the subpath). It is read-only when its source is.
-* UFS credentials: the values of the Secrets its ``encryptOptions`` name (in
-  its own namespace), only the keys named, go to the master only
+* UFS credentials: the Secrets its ``encryptOptions`` name (in its own
+  namespace) go to the master only
   (:attr:`DatasetPlan.secrets`); nothing holding them is created anywhere.
 
 Everything is checked before anything is created: an invalid spec, an
@@ -50,7 +50,7 @@ class DatasetPlan:
     runtime: tuple[str, str]
     """``(namespace, name)`` of the runtime whose master registers it and whose FUSE serves it."""
     secrets: tuple[SecretDoc, ...]
-    """UFS credentials for the master (the referenced keys only); empty for a reference."""
+    """UFS credentials for the master (the Secrets named); empty for a reference."""
     objects: tuple[dict[str, Any], ...]
     """The PV, then the PVC."""
 
@@ -120,13 +120,15 @@ def serving_runtime(
 def credentials(
     body: Mapping[str, Any], spec: DatasetSpec, secrets: Mapping[str, Mapping[str, str]]
 ) -> tuple[SecretDoc, ...]:
-    """The Secrets ``spec``'s encrypt options name, with only the keys they name.
+    """The Secrets ``spec``'s encrypt options name, checked to hold the keys they name.
 
     ``secrets`` maps a Secret name of the dataset's namespace to its decoded
     data (what the handler could read); a missing Secret or key is ``NotFound``.
+    A Secret goes whole, as ``cachecluster apply`` sends it: two datasets of a
+    namespace may use different keys of one Secret.
     """
     namespace = body["metadata"]["namespace"]
-    wanted: dict[str, dict[str, str]] = {}
+    wanted: dict[str, Mapping[str, str]] = {}
     for field, secret, key in spec.secret_refs():
         where = f"{where_of(body)}: {field}.valueFrom.secretKeyRef"
         data = secrets.get(secret)
@@ -137,8 +139,13 @@ def credentials(
             raise NotFound(
                 f"{where}: secret {namespace}/{secret} has no key {key!r} (keys: {keys})"
             )
-        wanted.setdefault(secret, {})[key] = data[key]
-    return tuple(SecretDoc(namespace, name, values) for name, values in sorted(wanted.items()))
+        wanted[secret] = data
+    return tuple(SecretDoc(namespace, name, dict(data)) for name, data in sorted(wanted.items()))
+
+
+def secret_names(spec: DatasetSpec) -> list[str]:
+    """The Secrets (of the dataset's namespace) its encrypt options name."""
+    return sorted({secret for _, secret, _ in spec.secret_refs()})
 
 
 def access_modes(spec: DatasetSpec, source_spec: DatasetSpec | None) -> list[str]:

@@ -12,7 +12,7 @@ import yaml
 from cachecluster.api import SecretDoc
 from cachecluster.common.errors import ConfigError, NotFound
 from cachecluster.operator import naming
-from cachecluster.operator.dataset_objects import plan_dataset
+from cachecluster.operator.dataset_objects import plan_dataset, secret_names
 from tests.operator.schemas import validate_builtin
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "operator" / "examples"
@@ -80,12 +80,11 @@ def test_shared_dataset_gets_a_pv_and_a_pvc_on_its_runtime(shared: dict[str, Any
     }
 
 
-def test_only_the_named_secret_keys_go_to_the_master(shared: dict[str, Any]) -> None:
-    plan = plan_dataset(shared, secrets=SECRETS)
+def test_the_named_secrets_go_to_the_master_and_nowhere_else(shared: dict[str, Any]) -> None:
+    plan = plan_dataset(shared, secrets=SECRETS | {"unrelated": {"k": "v"}})
     (secret,) = plan.secrets
-    assert secret == SecretDoc(
-        "share", "dataset-secret", {"fs.oss.accessKeyId": "AK", "fs.oss.accessKeySecret": "SK"}
-    )
+    assert secret == SecretDoc("share", "dataset-secret", SECRETS["dataset-secret"])
+    assert secret_names(plan.spec) == ["dataset-secret"]
     assert "SK" not in repr(plan)
     assert "SK" not in yaml.safe_dump(list(plan.objects))
 
