@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "apply_cmds",  # apply -f FILE, delete (Secret, Dataset, runtime, DataLoad YAML)
     "mount_cmds",  # mount, unmount (FUSE)
     "csi_cmd",  # csi (the CSI node plugin, foreground)
+    "operator_cmd",  # operator (kopf: Dataset, CacheRuntime, DataLoad on Kubernetes)
     "demo",  # the main job
 )
 
