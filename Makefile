@@ -32,8 +32,9 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -q
 
+## cachecluster against its peers (bench/results/); BENCH_ARGS="--runs 5" passes flags.
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 protos: $(STAMP)
 	$(BIN)/python -m cachecluster.protos.generate

@@ -1,8 +1,10 @@
-"""``python -m bench`` (``make bench``): every benchmark, one after another.
+"""``python -m bench`` (``make bench``): cachecluster against its peers, one command.
 
-Each benchmark measures its own baseline in the same run and prints medians
-with min/max and the ratios. ``python -m bench NAME ...`` runs only those
-(see ``BENCHMARKS``).
+By default it runs the peer suite (:mod:`bench.peers.suite`; ``python -m bench
+--help`` for its flags) and writes ``bench/results/<stamp>.json``, ``.md`` and
+PNG plots. ``python -m bench --suite internal [NAME ...]`` runs the benchmarks
+of our own parts instead (see ``BENCHMARKS``), each in its own process; each
+measures its own baseline in the same run and prints medians with min/max.
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ BENCHMARKS = (
 )
 
 
-def main(argv: list[str]) -> int:
-    """Run the named benchmarks (all by default); return the worst exit code."""
-    names = argv or list(BENCHMARKS)
+def internal(names: list[str]) -> int:
+    """Run the named internal benchmarks (all by default); return the worst exit code."""
+    names = names or list(BENCHMARKS)
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
         print(f"unknown benchmark(s) {unknown}; known: {', '.join(BENCHMARKS)}", file=sys.stderr)
@@ -39,6 +41,22 @@ def main(argv: list[str]) -> int:
         print(f"== {name}", flush=True)
         worst = max(worst, subprocess.call([sys.executable, "-m", module]))
     return worst
+
+
+def main(argv: list[str]) -> int:
+    """``--suite internal [NAME ...]`` or ``[--suite peers] [suite flags]``."""
+    if argv[:1] == ["--suite"] or (argv and argv[0].startswith("--suite=")):
+        suite = argv[1] if argv[0] == "--suite" and len(argv) > 1 else argv[0].partition("=")[2]
+        rest = argv[2:] if argv[0] == "--suite" else argv[1:]
+        if suite == "internal":
+            return internal(rest)
+        if suite != "peers":
+            print(f"--suite {suite!r}: unknown; known: peers, internal", file=sys.stderr)
+            return 64
+        argv = rest
+    from bench.peers.suite import main as peers
+
+    return peers(argv)
 
 
 if __name__ == "__main__":

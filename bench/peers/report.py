@@ -1,0 +1,235 @@
+"""The outputs of a suite run: JSON, a Markdown table and PNG plots.
+
+Figures are medians over the rounds with min and max; ratios are speed-ups
+against the direct-S3 baseline of the same run (> 1 means faster, for
+times as for rates). Cells with no figure say why: missing system, skipped
+workload (with its reason) or the error it raised.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+PEERS = ("fsspec-blockcache", "fsspec-simplecache", "rclone", "s3fs-fuse")
+OURS = ("cachecluster-client", "cachecluster-fuse")
+WARM = ("seq_warm", "random_1m", "small_warm", "concurrent_4", "model_load")
+PERCENTILES = (50, 90, 99)
+
+
+def percentile(values: list[float], pct: int) -> float:
+    """The ``pct``-th percentile (nearest rank) of ``values``."""
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(pct / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+def summarize(document: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per system and workload: median, min, max, n, latency percentiles, ratio, or why none."""
+    better = {w["id"]: w["better"] for w in document["workloads"]}
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, record in document["systems"].items():
+        out[name] = {}
+        for workload, cell in record["workloads"].items():
+            values = cell["values"]
+            entry: dict[str, Any] = {"n": len(values)}
+            if values:
+                entry.update(median=statistics.median(values), min=min(values), max=max(values))
+                for pct in PERCENTILES if cell["latencies_ms"] else ():
+                    entry[f"p{pct}_ms"] = percentile(cell["latencies_ms"], pct)
+            if record["status"] == "missing":
+                entry["why"] = f"missing: {record['reason']}"
+            elif cell["skipped"]:
+                entry["why"] = f"not run: {cell['skipped']}"
+            elif cell["error"]:
+                entry["why"] = f"error: {cell['error']}"
+            elif not values:
+                entry["why"] = f"error: {record['reason'] or 'no figure'}"
+            out[name][workload] = entry
+    baseline = out.get(document["baseline"], {})
+    for _name, cells in out.items():
+        for workload, entry in cells.items():
+            base = baseline.get(workload, {}).get("median")
+            if base and "median" in entry and entry["median"] > 0:
+                ratio = entry["median"] / base
+                entry["ratio"] = ratio if better[workload] == "higher" else 1 / ratio
+    return out
+
+
+def _figure(entry: dict[str, Any]) -> str:
+    if "median" not in entry:
+        return "—"
+    digits = 2 if entry["median"] < 100 else 0
+    return f"{entry['median']:.{digits}f} ({entry['min']:.{digits}f}-{entry['max']:.{digits}f})"
+
+
+def _targets(document: dict[str, Any], summary: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    peers = [p for p in PEERS if p in summary]
+    base = document["baseline"]
+    for ours in (o for o in OURS if o in summary):
+        for workload in WARM:
+            mine = summary[ours].get(workload, {}).get("ratio")
+            rivals = {p: summary[p].get(workload, {}).get("ratio") for p in peers}
+            known = {p: r for p, r in rivals.items() if r}
+            if mine is None or not known:
+                lines.append(f"- {ours}, {workload}: not measurable in this run")
+                continue
+            best = max(known, key=lambda p: known[p])
+            lead = mine / known[best]
+            goal = 1.0 if workload == "small_warm" else 1.5
+            verdict = "met" if lead >= goal else "NOT met"
+            lines.append(
+                f"- {ours}, {workload} (warm): {lead:.2f}x the best peer ({best}); "
+                f"target >= {goal}x: {verdict}"
+            )
+        for workload in ("seq_cold", "model_cold"):
+            mine = summary[ours].get(workload, {}).get("ratio")
+            if mine is None:
+                lines.append(f"- {ours}, {workload}: not measurable in this run")
+                continue
+            verdict = "met" if mine >= 1.0 else "NOT met"
+            lines.append(f"- {ours}, {workload}: {mine:.2f}x {base}; target >= 1.0x: {verdict}")
+    return lines
+
+
+def markdown(document: dict[str, Any], summary: dict[str, Any], stem: str) -> str:
+    """The Markdown page of one run."""
+    machine = document["machine"]
+    layout = document["layout"]
+    systems = list(summary)
+    workloads = document["workloads"]
+    head = "| workload | " + " | ".join(systems) + " |"
+    rule = "| --- |" + " --- |" * len(systems)
+    notes: list[str] = []
+
+    def why(entry: dict[str, Any]) -> str:
+        if "why" not in entry:
+            return "—"
+        if entry["why"] not in notes:
+            notes.append(entry["why"])
+        return f"n/a [{notes.index(entry['why']) + 1}]"
+
+    lines = [
+        f"# Peer benchmark {document['stamp']}",
+        "",
+        f"Command: `{document['command']}` (rounds a system: {document['runs']}; "
+        f"{document['seconds'] / 60:.1f} min in all). Machine: {machine['cores']} cores "
+        f"({machine['cpu']}), {machine['memory_gib']} GiB RAM, {machine['os']}, kernel "
+        f"{machine['kernel']}, Python {machine['python']}. Load average before / after: "
+        f"{document['load_before'][0]:.2f} / {document['load_after'][0]:.2f}.",
+        "",
+        f"UFS: {document['ufs']}. Objects: one {layout['big_file_bytes'] >> 20} MiB file, "
+        f"{layout['small_files']} files of 64 KiB (1,000 a folder), a model of "
+        f"{layout['model_bytes'] >> 20} MiB in {layout['model_shards']} shards; seeded random "
+        f"bytes, the same objects for every system. Page cache dropped before every figure: "
+        f"{'yes' if document['page_cache_dropped'] else 'NO (not root): cold figures may be warm'}."
+        " Every system's own cache lives on tmpfs (not dropped).",
+        "",
+        f"## Speed-up against {document['baseline']} (median / baseline median; > 1 is faster)",
+        "",
+        head,
+        rule,
+    ]
+    for w in workloads:
+        cells = []
+        for name in systems:
+            entry = summary[name][w["id"]]
+            cells.append(f"{entry['ratio']:.2f}x" if "ratio" in entry else why(entry))
+        lines.append(f"| {w['title']} | " + " | ".join(cells) + " |")
+    lines += ["", "## Figures: median (min-max)", "", head, rule]
+    for w in workloads:
+        cells = []
+        for name in systems:
+            entry = summary[name][w["id"]]
+            cells.append(_figure(entry) if "median" in entry else why(entry))
+        lines.append(f"| {w['title']} ({w['unit']}) | " + " | ".join(cells) + " |")
+    if any("p50_ms" in summary[n].get("random_1m", {}) for n in systems):
+        lines += ["", "1 MiB random reads, latency p50 / p90 / p99 (ms): " + "; ".join(
+            f"{n} {e['p50_ms']:.1f} / {e['p90_ms']:.1f} / {e['p99_ms']:.1f}"
+            for n in systems
+            if "p50_ms" in (e := summary[n].get("random_1m", {}))
+        ) + "."]  # fmt: skip
+    lines += ["", "## How each figure was taken", ""]
+    lines += [f"- {w['title']}: {w['cache']}." for w in workloads]
+    lines += ["", "## Systems", ""]
+    for name, record in document["systems"].items():
+        state = "" if record["status"] == "ok" else f" — {record['status']}: {record['reason']}"
+        lines.append(f"- `{name}`: {record['label']}; cold = {record['cold_how']}{state}")
+    if notes:
+        lines += ["", "## Notes", ""]
+        lines += [f"{i}. {note}" for i, note in enumerate(notes, 1)]
+    targets = _targets(document, summary)
+    if targets:
+        lines += ["", "## Issue 6 targets for cachecluster", "", *targets]
+    lines += ["", f"![throughput]({stem}-figures.png)", "", f"![latency]({stem}-latency.png)", ""]
+    return "\n".join(lines)
+
+
+def plots(document: dict[str, Any], summary: dict[str, Any], out: Path, stem: str) -> list[Path]:
+    """A bar chart per workload (median, min-max whiskers) and the random-read percentiles."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    systems = list(summary)
+    workloads = document["workloads"]
+    columns = 5
+    rows = -(-len(workloads) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 4.2 * rows), squeeze=False)
+    colors = plt.get_cmap("tab10")
+    for ax, w in zip(axes.flat, workloads, strict=False):
+        for i, name in enumerate(systems):
+            entry = summary[name][w["id"]]
+            if "median" in entry:
+                low, high = entry["median"] - entry["min"], entry["max"] - entry["median"]
+                ax.bar(i, entry["median"], color=colors(i), yerr=[[low], [high]], capsize=3)
+            else:
+                ax.text(i, 0, "n/a", ha="center", va="bottom", fontsize=8, rotation=90)
+        arrow = "higher is better" if w["better"] == "higher" else "lower is better"
+        ax.set_title(f"{w['title']}\n{w['unit']}, {arrow}", fontsize=9)
+        ax.set_xticks(range(len(systems)), systems, rotation=60, ha="right", fontsize=7)
+    for ax in list(axes.flat)[len(workloads) :]:
+        ax.axis("off")
+    fig.suptitle(f"cachecluster vs peers, {document['stamp']} (median, min-max)")
+    fig.tight_layout()
+    figures = out / f"{stem}-figures.png"
+    fig.savefig(figures, dpi=80)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    width = 0.8 / len(PERCENTILES)
+    for j, pct in enumerate(PERCENTILES):
+        xs, ys = [], []
+        for i, name in enumerate(systems):
+            entry = summary[name].get("random_1m", {})
+            if f"p{pct}_ms" in entry:
+                xs.append(i + (j - 1) * width)
+                ys.append(entry[f"p{pct}_ms"])
+        ax.bar(xs, ys, width, label=f"p{pct}")
+    ax.set_yscale("log")
+    ax.set_ylabel("ms per 1 MiB read (log)")
+    ax.set_title("1 MiB random reads, warm cache: latency percentiles (lower is better)")
+    ax.set_xticks(range(len(systems)), systems, rotation=30, ha="right", fontsize=8)
+    ax.legend()
+    fig.tight_layout()
+    latency = out / f"{stem}-latency.png"
+    fig.savefig(latency, dpi=80)
+    plt.close(fig)
+    return [figures, latency]
+
+
+def write_all(document: dict[str, Any], out: Path) -> list[Path]:
+    """Write ``<out>/<stamp>.json``, ``.md`` and the PNGs; their paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    stem = document["stamp"]
+    summary = summarize(document)
+    document = {**document, "summary": summary}
+    json_path = out / f"{stem}.json"
+    json_path.write_text(json.dumps(document, indent=1, sort_keys=False) + "\n")
+    md_path = out / f"{stem}.md"
+    md_path.write_text(markdown(document, summary, stem))
+    return [json_path, md_path, *plots(document, summary, out, stem)]

@@ -1,0 +1,293 @@
+"""``python -m bench``: every system, every workload, on the same S3 objects, in one run.
+
+Run: ``.venv/bin/python -m bench [--size-mib 1024] [--small-files 10000]
+[--model-mib 2048] [--runs 3] [--systems a,b] [--workloads x,y] [--out DIR]``
+(as root, so that it can drop the page cache). It starts SeaweedFS (S3) with
+its data on disk, uploads the seeded objects once, then for each system in
+turn: start it, do ``--runs`` rounds of the workloads (each round begins with
+an emptied system cache), stop it. A system that cannot run here is recorded
+as missing with the reason; one that fails records its error in the cell and
+the suite goes on. Writes ``<out>/<stamp>.json``, ``.md`` and PNG plots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from bench.peers import report, workloads
+from bench.peers.base import System, UfsEnv
+from bench.peers.cachecluster_peer import ClusterClient, ClusterFuse
+from bench.peers.data import Layout, MiB, scratch_dir, upload
+from bench.peers.direct import Boto3Get, Boto3Ranged
+from bench.peers.fsspec_cache import FsspecBlockcache, FsspecSimplecache
+from bench.peers.machine import describe_machine
+from bench.peers.processes import can_drop_caches, drop_page_cache
+from bench.peers.rclone import RcloneMount
+from bench.peers.s3fs_fuse import S3fsFuse
+from bench.peers.workloads import BY_ID, WORKLOADS, Sample
+
+SYSTEMS: tuple[type[System], ...] = (
+    Boto3Get,
+    Boto3Ranged,
+    FsspecBlockcache,
+    FsspecSimplecache,
+    RcloneMount,
+    S3fsFuse,
+    ClusterClient,
+    ClusterFuse,
+)
+BASELINE = Boto3Get.name
+BUCKET = "bench"
+DEFAULT_OUT = Path(__file__).resolve().parent.parent / "results"
+
+
+def _names(value: str, known: list[str], what: str) -> list[str]:
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"--{what} {value!r}: unknown {', '.join(unknown) or 'empty'}; "
+            f"known: {', '.join(known)}"
+        )
+    return names
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line (see the module docstring)."""
+    systems = [cls.name for cls in SYSTEMS]
+    loads = [w.id for w in WORKLOADS]
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("--size-mib", type=int, default=1024, help="the big file (MiB)")
+    parser.add_argument("--small-files", type=int, default=10_000, help="files of 64 KiB")
+    parser.add_argument("--model-mib", type=int, default=2048, help="the model's shards (MiB)")
+    parser.add_argument("--runs", type=int, default=3, help="rounds per system (>= 3 for medians)")
+    parser.add_argument("--random-reads", type=int, default=256, help="1 MiB reads per round")
+    parser.add_argument("--systems", type=lambda v: _names(v, systems, "systems"), default=systems)
+    parser.add_argument("--workloads", type=lambda v: _names(v, loads, "workloads"), default=loads)
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds per measurement")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where results go")
+    parser.add_argument("--stamp", default=None, help="file name stem (default: UTC date-time)")
+    parser.add_argument(
+        "--scratch", type=Path, default=None, help="caches, mounts, logs (default: /dev/shm)"
+    )
+    parser.add_argument(
+        "--s3-dir", type=Path, default=None, help="SeaweedFS data (default: the temp dir, on disk)"
+    )
+    parser.add_argument(
+        "--no-drop-caches",
+        dest="drop_caches",
+        action="store_false",
+        help="keep the page cache (quick checks only: cold figures are then not cold)",
+    )
+    args = parser.parse_args(argv)
+    for flag in ("size_mib", "small_files", "model_mib", "runs", "random_reads"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag.replace('_', '-')} {getattr(args, flag)}: must be >= 1")
+    return args
+
+
+class MeasurementTimeout(Exception):
+    """A measurement ran past ``--timeout``."""
+
+
+@contextlib.contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Raise :class:`MeasurementTimeout` in the main thread after ``seconds``."""
+
+    def ring(signum: int, frame: FrameType | None) -> None:
+        raise MeasurementTimeout(f"no answer within {seconds:.0f}s")
+
+    previous = signal.signal(signal.SIGALRM, ring)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one short line for a table cell."""
+    text = " ".join(str(exc).split()) or "(no message)"
+    return f"{type(exc).__name__}: {text}"[:240]
+
+
+class SystemRun:
+    """The rounds of one system, recording every cell."""
+
+    def __init__(self, system: System, layout: Layout, args: argparse.Namespace) -> None:
+        self.system, self.layout, self.args = system, layout, args
+        self.record: dict[str, Any] = {
+            "label": system.label,
+            "cold_how": system.cold_how,
+            "status": "ok",
+            "reason": None,
+            "workloads": {
+                w: {"values": [], "latencies_ms": [], "error": None, "skipped": None}
+                for w in args.workloads
+            },
+        }
+
+    def measure(self, workload: str, body: Callable[[], Sample]) -> None:
+        """Time ``body`` after dropping the page cache; record its figure or its error."""
+        if workload not in self.args.workloads:
+            return
+        cell = self.record["workloads"][workload]
+        if workload in self.system.skips:
+            cell["skipped"] = self.system.skips[workload]
+            return
+        if self.args.drop_caches:
+            drop_page_cache()
+        try:
+            with deadline(self.args.timeout):
+                sample = body()
+        except (MeasurementTimeout, Exception) as exc:
+            cell["error"] = cell["error"] or one_line(exc)
+            print(f"  {workload}: FAILED {one_line(exc)}", flush=True)
+            return
+        cell["values"].append(sample.value)
+        cell["latencies_ms"].extend(sample.latencies_ms)
+        unit = BY_ID[workload].unit
+        print(f"  {workload}: {sample.value:.3f} {unit}", flush=True)
+
+    def round(self, index: int) -> None:
+        """One round: cold first, then warm, then fresh mounts."""
+        system, layout, args = self.system, self.layout, self.args
+        if index > 0:  # a system just started is cold already
+            with deadline(args.timeout):
+                system.reset_cold()
+        self.measure("model_cold", lambda: workloads.model_load(system, layout))
+        with deadline(args.timeout):
+            system.fresh()
+        self.measure("model_load", lambda: workloads.model_load(system, layout))
+        self.measure("seq_cold", lambda: workloads.sequential(system, layout))
+        self.measure("small_cold", lambda: workloads.small_files(system, layout, False))
+        self.measure("seq_warm", lambda: workloads.sequential(system, layout))
+        self.measure("small_warm", lambda: workloads.small_files(system, layout, index == 0))
+        seed = layout.seed + index
+        reads = args.random_reads
+        self.measure("random_1m", lambda: workloads.random_reads(system, layout, reads, seed))
+        self.measure("concurrent_4", lambda: workloads.concurrent(system, layout))
+        for workload, body in (("ls_lR", workloads.listing), ("stat", workloads.stats)):
+            if workload in args.workloads and workload not in system.skips:
+                with deadline(args.timeout):
+                    system.fresh()
+            self.measure(workload, lambda body=body: body(system, layout))  # type: ignore[misc]
+
+    def run(self, env: UfsEnv) -> dict[str, Any]:
+        """Start, do every round, stop; the record."""
+        reason = self.system.available()
+        if reason is not None:
+            self.record.update(status="missing", reason=reason)
+            print(f"== {self.system.name}: MISSING ({reason})", flush=True)
+            return self.record
+        print(f"== {self.system.name}", flush=True)
+        started = time.perf_counter()
+        try:
+            with deadline(self.args.timeout):
+                self.system.start(env)
+            for index in range(self.args.runs):
+                print(f" round {index + 1}/{self.args.runs}", flush=True)
+                self.round(index)
+        except (MeasurementTimeout, Exception) as exc:
+            self.record.update(status="failed", reason=one_line(exc))
+            print(f"  FAILED: {one_line(exc)}", flush=True)
+            traceback.print_exc()
+        finally:
+            self.system.stop()
+            self.record["seconds"] = time.perf_counter() - started
+            print(f"  {self.system.name}: {self.record['seconds']:.0f}s", flush=True)
+        return self.record
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def run_suite(args: argparse.Namespace) -> dict[str, Any]:
+    """Start S3, upload the objects, run every selected system; the whole result document."""
+    from tests.servers.seaweed import SeaweedS3
+
+    layout = Layout(args.size_mib * MiB, args.small_files, args.model_mib * MiB)
+    started = time.time()
+    load_before = os.getloadavg()
+    workdir = scratch_dir("cc-peers-", args.scratch)
+    if args.s3_dir is not None:
+        args.s3_dir.mkdir(parents=True, exist_ok=True)
+    s3_dir = Path(tempfile.mkdtemp(prefix="cc-peers-s3-", dir=args.s3_dir))
+    systems: dict[str, Any] = {}
+    s3: SeaweedS3 | None = None
+    try:
+        s3 = SeaweedS3.start(s3_dir)
+        s3.create_bucket(BUCKET)
+        began = time.perf_counter()
+        upload(s3.client(), BUCKET, layout)
+        upload_s = time.perf_counter() - began
+        print(f"uploaded {layout.total_bytes() / 2**30:.2f} GiB in {upload_s:.1f}s", flush=True)
+        env = UfsEnv(s3.endpoint, s3.access_key, s3.secret_key, s3.region, BUCKET, workdir)
+        by_name = {cls.name: cls for cls in SYSTEMS}
+        for name in args.systems:
+            systems[name] = SystemRun(by_name[name](), layout, args).run(env)
+    finally:
+        if s3 is not None:
+            s3.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(s3_dir, ignore_errors=True)
+    return {
+        "stamp": args.stamp,
+        "command": "python -m bench " + " ".join(sys.argv[1:]),
+        "machine": describe_machine(),
+        "load_before": load_before,
+        "load_after": os.getloadavg(),
+        "seconds": time.time() - started,
+        "upload_seconds": upload_s,
+        "page_cache_dropped": args.drop_caches and can_drop_caches(),
+        "baseline": BASELINE,
+        "layout": {
+            "big_file_bytes": layout.big_size,
+            "small_files": layout.small_files,
+            "small_file_bytes": 64 << 10,
+            "model_bytes": layout.model_size,
+            "model_shards": len(layout.model_keys()),
+            "seed": layout.seed,
+        },
+        "runs": args.runs,
+        "random_reads": args.random_reads,
+        "ufs": "SeaweedFS S3 on 127.0.0.1, data on disk (page cache dropped before each figure)",
+        "workloads": [
+            {"id": w.id, "title": w.title, "unit": w.unit, "better": w.better, "cache": w.cache}
+            for w in WORKLOADS
+            if w.id in args.workloads
+        ],
+        "systems": systems,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the suite and write the JSON, Markdown and PNGs; 0 unless it was interrupted."""
+    args = parse_args(argv)
+    args.stamp = args.stamp or time.strftime("%Y-%m-%d-%H%M", time.gmtime())
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        document = run_suite(args)
+    except KeyboardInterrupt:
+        print("interrupted: everything started was stopped", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    for path in report.write_all(document, args.out):
+        print(f"wrote {path}")
+    return 0
