@@ -62,8 +62,6 @@ RETRY_DELAY_S = 15.0
 DATASET_STATUS_INTERVAL_S = 30.0
 RUNTIME_STATUS_INTERVAL_S = 15.0
 DATALOAD_STATUS_INTERVAL_S = 10.0
-IMAGE_ENV = "CACHECLUSTER_IMAGE"
-PULL_POLICY_ENV = "CACHECLUSTER_IMAGE_PULL_POLICY"
 
 G, V = naming.GROUP, naming.VERSION
 
@@ -102,8 +100,8 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.persistence.finalizer = f"{G}/finalizer"
     memo.context = OperatorContext(
         kube=KubeApi(),
-        image=os.environ.get(IMAGE_ENV, naming.DEFAULT_IMAGE),
-        pull_policy=os.environ.get(PULL_POLICY_ENV, "IfNotPresent"),
+        image=os.environ.get(naming.IMAGE_ENV, naming.DEFAULT_IMAGE),
+        pull_policy=os.environ.get(naming.IMAGE_PULL_POLICY_ENV, "IfNotPresent"),
     )
 
 
