@@ -14,6 +14,7 @@ import errno
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -21,6 +22,13 @@ import pytest
 from cachecluster.common import auth
 from cachecluster.csi.mountinfo import mount_at
 from cachecluster.fuse.mount import STALE_ERRNOS, _alive
+from cachecluster.operator.dataset_objects import persistent_volume
+from cachecluster.operator.naming import (
+    CSI_CONTEXT_FUSE_PATH,
+    CSI_DRIVER,
+    RUNTIME_MOUNT_ROOT,
+    fuse_mount_root,
+)
 from cachecluster.protos import csi_pb2
 from tests.csi.conftest import Mode, Plugin, mounts_under, publish_request
 from tests.fuse.conftest import (  # the FUSE fixtures (they skip without FUSE)
@@ -177,4 +185,64 @@ async def test_a_dead_fuse_is_re_bound_when_it_comes_back_also_after_a_plugin_re
         await node.NodeUnpublishVolume(
             csi_pb2.NodeUnpublishVolumeRequest(volume_id="ta/data", target_path=str(target))
         )
+    assert mounts_under(csi_plugin.pods) == []
+
+
+KUBELET_MODES = {
+    "ReadOnlyMany": Mode.MULTI_NODE_READER_ONLY,
+    "ReadWriteOnce": Mode.SINGLE_NODE_WRITER,
+    "ReadWriteMany": Mode.MULTI_NODE_MULTI_WRITER,
+}
+"""How kubelet turns a PV's first access mode into a CSI access mode."""
+
+
+def kubelet_request(
+    pv: dict[str, Any], target: Path, host_root: Path
+) -> csi_pb2.NodePublishVolumeRequest:
+    """What kubelet sends to publish ``pv``, with the host root moved to ``host_root``."""
+    spec = pv["spec"]
+    assert spec["csi"]["driver"] == CSI_DRIVER
+    context = dict(spec["csi"]["volumeAttributes"])
+    fuse_path = context[CSI_CONTEXT_FUSE_PATH]
+    assert fuse_path.startswith(RUNTIME_MOUNT_ROOT + "/")
+    context[CSI_CONTEXT_FUSE_PATH] = str(host_root) + fuse_path[len(RUNTIME_MOUNT_ROOT) :]
+    return csi_pb2.NodePublishVolumeRequest(
+        volume_id=spec["csi"]["volumeHandle"],
+        target_path=str(target),
+        volume_capability=csi_pb2.VolumeCapability(
+            mount=csi_pb2.VolumeCapability.MountVolume(),
+            access_mode=csi_pb2.VolumeCapability.AccessMode(
+                mode=KUBELET_MODES[spec["accessModes"][0]]
+            ),
+        ),
+        readonly=spec["csi"]["readOnly"],
+        volume_context=context,
+    )
+
+
+async def test_the_operators_pvs_publish_their_datasets_and_references(
+    fuse_cluster: FuseCluster, mounter: Mounter, csi_plugin: Plugin
+) -> None:
+    host_root = csi_plugin.fuse_root / "runtime-mnt"  # stands for RUNTIME_MOUNT_ROOT
+    fuse_at = fuse_mount_root("share", "rt")[len(RUNTIME_MOUNT_ROOT) :]
+    mounter.mount(
+        host_root / fuse_at.lstrip("/"),
+        token=fuse_cluster.cluster.token(auth.ADMIN_NAMESPACE),
+    )
+    runtime = ("share", "rt")
+    volumes = {  # tb/ref is a reference to ta/data: its PV points at the source's runtime
+        "ta/data": persistent_volume("ta", "data", runtime, ["ReadOnlyMany"]),
+        "tb/ref": persistent_volume("tb", "ref", runtime, ["ReadOnlyMany"]),
+    }
+    async with csi_plugin.stubs() as (_, node):
+        for index, (volume_id, pv) in enumerate(volumes.items()):
+            target = csi_plugin.pods / f"pod-{index}" / "mount"
+            request = kubelet_request(pv, target, host_root)
+            assert request.volume_id == volume_id
+            await node.NodePublishVolume(request)
+            assert_reads_dataset(target)
+            assert_write_refused(target)
+            await node.NodeUnpublishVolume(
+                csi_pb2.NodeUnpublishVolumeRequest(volume_id=volume_id, target_path=str(target))
+            )
     assert mounts_under(csi_plugin.pods) == []
