@@ -44,14 +44,14 @@ import collections
 import dataclasses
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
 
 from cachecluster.common.auth import verify_capability
 from cachecluster.common.block_key import BlockKey, check_block_id
-from cachecluster.common.errors import InvalidArgument, NotFound
+from cachecluster.common.errors import InvalidArgument, NotFound, Unavailable
 from cachecluster.common.frames import ReadRequest
 from cachecluster.common.grpc_auth import auth_interceptors, system_token_source
 from cachecluster.common.grpc_errors import error_from_rpc_error
@@ -159,6 +159,117 @@ class UfsBlockOpener:
         already = await self.store.load(block_id, loader, recycle)
         return LoadOutcome(block_id, already, fetched)
 
+    async def load_run(self, keys: Sequence[BlockKey]) -> list[LoadOutcome | Exception]:
+        """Load consecutive blocks of one file (see :mod:`.block_runs`); one outcome each.
+
+        ``keys`` are checked by the caller, of one mount, path and version,
+        with indices ``n, n+1, ...``. Blocks cached already are skipped; each
+        stretch of the others is fetched with one scatter read of the UFS
+        (one ranged GET, pinned to the version) straight into pooled block
+        buffers, then every block is stored through the store's single
+        flight. A failed fetch fails every block of its stretch with its error.
+        """
+        outcomes: list[LoadOutcome | Exception] = []
+        stretch: list[BlockKey] = []
+        for key in keys:
+            if self.store.contains(key.id):
+                outcomes.extend(await self._stretch_outcomes(stretch))
+                stretch = []
+                outcomes.append(LoadOutcome(key.id, True, 0))
+            else:
+                stretch.append(key)
+        outcomes.extend(await self._stretch_outcomes(stretch))
+        return outcomes
+
+    async def _stretch_outcomes(self, keys: list[BlockKey]) -> list[LoadOutcome | Exception]:
+        """:meth:`_load_stretch`; an error before any block was tried fails each of them."""
+        try:
+            return await self._load_stretch(keys)
+        except Exception as error:  # no block size yet, an unknown mount, ...
+            return [error] * len(keys)
+
+    async def _load_stretch(self, keys: list[BlockKey]) -> list[LoadOutcome | Exception]:
+        """Blocks ``keys`` (consecutive, none cached a moment ago) with one scatter read."""
+        if len(keys) <= 1:
+            return [await _outcome(self.load(key.id, key)) for key in keys]
+        block_size = self.ring.require_block_size()
+        mount = await self.mounts.get(keys[0].mount_id)
+        offset = keys[0].index * block_size
+        buffers = [self.buffers.acquire(block_size) for _ in keys]
+        fetch = asyncio.ensure_future(
+            mount.backend.read_blocks_into(
+                keys[0].path,
+                offset,
+                [memoryview(buffer)[:block_size] for buffer in buffers],
+                version=keys[0].version,
+            )
+        )
+        # A buffer is "lent" while a loader has it (the store then owns it until it
+        # calls recycle, or keeps it to serve readers from memory).
+        lent = [False] * len(keys)
+        fetched = [0] * len(keys)
+        closed = False
+
+        def loader(position: int) -> Callable[[], Awaitable[memoryview]]:
+            async def load() -> memoryview:
+                key = keys[position]
+                if closed:  # started after the run gave its buffers back
+                    raise Unavailable(f"block {key.id}: its load was cancelled")
+                lent[position] = True
+                try:
+                    total = await _shared_result(fetch, key.id)
+                    count = min(block_size, total - position * block_size)
+                    if count <= 0:
+                        raise NotFound(
+                            f"block {key.index} of {mount.spec.uri.rstrip('/')}/{key.path} is "
+                            f"past the end of the file (offset {key.index * block_size})"
+                        )
+                except BaseException:
+                    lent[position] = False
+                    raise
+                fetched[position] = count
+                self._replicate(key, mount.spec.uri, key.index * block_size, count)
+                return memoryview(buffers[position])[:count]
+
+            return load
+
+        def recycler(position: int) -> Callable[[], None]:
+            def recycle() -> None:
+                self.buffers.release(buffers[position])
+
+            return recycle
+
+        try:
+            results = await asyncio.gather(
+                *(
+                    _outcome(self.store.load(key.id, loader(i), recycler(i)), key.id)
+                    for i, key in enumerate(keys)
+                )
+            )
+        finally:
+            closed = True
+            if not fetch.done():
+                fetch.cancel()
+            # Its thread may still be writing into the buffers: wait for it.
+            await asyncio.gather(fetch, return_exceptions=True)
+            for position, buffer in enumerate(buffers):
+                if not lent[position]:
+                    self.buffers.release(buffer)
+        return [
+            LoadOutcome(result.block_id, result.already_cached, fetched[i])
+            if isinstance(result, LoadOutcome)
+            else result
+            for i, result in enumerate(results)
+        ]
+
+    def _replicate(self, key: BlockKey, ufs_uri: str, offset: int, count: int) -> None:
+        """Queue a block fetched from the UFS for its other owners, if this worker is the first."""
+        if self.replicator is not None and self.ring.replicas > 1:
+            block_id = key.id
+            owners = self.ring.owners(block_id)
+            if owners and owners[0] == self.ring.worker_id:
+                self.replicator.submit(block_id, key, ufs_uri, offset, count, owners[1:])
+
     async def fetch(self, key: BlockKey, buffer: bytearray | None = None) -> memoryview:
         """Read block ``key`` from its UFS: ``block_size`` bytes, fewer at the end of the file.
 
@@ -183,12 +294,40 @@ class UfsBlockOpener:
             )
         if count < block_size // 4 and not pooled:  # small: do not keep a whole block alive
             view = memoryview(bytes(view[:count]))
-        block_id = key.id
-        if self.replicator is not None and self.ring.replicas > 1:
-            owners = self.ring.owners(block_id)
-            if owners and owners[0] == self.ring.worker_id:
-                self.replicator.submit(block_id, key, mount.spec.uri, offset, count, owners[1:])
+        self._replicate(key, mount.spec.uri, offset, count)
         return view[:count]
+
+
+async def _shared_result(fetch: asyncio.Future[int], block_id: str) -> int:
+    """Await a fetch several loaders share; its cancellation is an error for the others.
+
+    A flight that another call joined must not end "cancelled" because the
+    run that started the fetch was: the joiner was not cancelled itself.
+    """
+    try:
+        return await asyncio.shield(fetch)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if fetch.cancelled() and task is not None and not task.cancelling():
+            raise Unavailable(f"block {block_id}: the load that fetched it was cancelled") from None
+        raise
+
+
+async def _outcome(
+    load: Awaitable[LoadOutcome | bool], block_id: str = ""
+) -> LoadOutcome | Exception:
+    """The outcome of one block's load, its error as a value (one block never fails others).
+
+    ``load`` is :meth:`UfsBlockOpener.load` or :meth:`BlockStore.load` (``True``
+    when the block was cached already; the bytes fetched are filled in later).
+    """
+    try:
+        result = await load
+    except Exception as error:
+        return error
+    if isinstance(result, LoadOutcome):
+        return result
+    return LoadOutcome(block_id, result, 0)
 
 
 class BufferPool:

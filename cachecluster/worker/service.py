@@ -16,11 +16,12 @@ import time
 
 import grpc
 
-from cachecluster.common.block_key import is_block_id
+from cachecluster.common.block_key import BlockKey, is_block_id
 from cachecluster.common.error_map import kind_of
 from cachecluster.common.errors import ErrorKind, InvalidArgument
 from cachecluster.common.grpc_errors import grpc_servicer, one_line
 from cachecluster.protos import common_pb2, worker_pb2, worker_pb2_grpc
+from cachecluster.worker.block_runs import max_run_blocks, plan_runs
 from cachecluster.worker.block_store import BlockStore
 from cachecluster.worker.config import MAX_LOAD_PARALLELISM
 from cachecluster.worker.metrics import WorkerMetrics
@@ -96,6 +97,18 @@ def worker_counters(metrics: WorkerMetrics) -> common_pb2.WorkerCounters:
     )
 
 
+def _result(block_id: str, outcome: LoadOutcome | Exception) -> worker_pb2.BlockResult:
+    """The ``BlockResult`` of one block's load."""
+    if isinstance(outcome, Exception):
+        return worker_pb2.BlockResult(block_id=block_id, ok=False, error=item_error(outcome))
+    return worker_pb2.BlockResult(
+        block_id=block_id,
+        ok=True,
+        already_cached=outcome.already_cached,
+        bytes_fetched=outcome.bytes_fetched,
+    )
+
+
 def block_count(store: BlockStore) -> int:
     """Blocks stored on every tier together."""
     return sum(usage.blocks for usage in store.usage())
@@ -126,7 +139,12 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
     async def LoadBlocks(
         self, request: worker_pb2.LoadBlocksRequest, context: grpc.aio.ServicerContext
     ) -> worker_pb2.LoadBlocksResponse:
-        """Fetch the blocks into the store, at most ``parallelism`` at a time; one result each."""
+        """Fetch the blocks into the store; one result each, in request order.
+
+        Consecutive blocks of one file are fetched together, one UFS request
+        for each run (:mod:`.block_runs`); at most ``parallelism`` runs at a time.
+        A block named twice is loaded once and reported twice.
+        """
         if len(request.blocks) > MAX_BLOCKS_PER_CALL:
             raise InvalidArgument(
                 f"LoadBlocks: {len(request.blocks)} blocks, at most {MAX_BLOCKS_PER_CALL} a call"
@@ -135,26 +153,32 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
             raise InvalidArgument(f"LoadBlocks: parallelism {request.parallelism} is negative")
         parallelism = min(request.parallelism or self.default_parallelism, MAX_LOAD_PARALLELISM)
         slots = asyncio.Semaphore(parallelism)
+        checked: list[BlockKey | Exception] = []  # per request position
+        for ref in request.blocks:
+            try:
+                checked.append(self._checked_key(ref))
+            except Exception as error:
+                checked.append(error)
+        keys = {key.id: key for key in checked if isinstance(key, BlockKey)}
+        block_size = self.opener.ring.block_size
+        runs = plan_runs(keys.values(), max_run_blocks(block_size) if block_size else 1)
+        outcomes: dict[str, LoadOutcome | Exception] = {}
 
-        async def load_one(ref: worker_pb2.BlockRef) -> worker_pb2.BlockResult:
+        async def load_run(run: list[BlockKey]) -> None:
             async with slots:
-                try:
-                    outcome = await self._load(ref)
-                except Exception as error:
-                    return worker_pb2.BlockResult(
-                        block_id=ref.block_id, ok=False, error=item_error(error)
-                    )
-            return worker_pb2.BlockResult(
-                block_id=ref.block_id,
-                ok=True,
-                already_cached=outcome.already_cached,
-                bytes_fetched=outcome.bytes_fetched,
-            )
+                results = await self.opener.load_run(run)
+            for key, result in zip(run, results, strict=True):
+                outcomes[key.id] = result
 
-        results = await asyncio.gather(*(load_one(ref) for ref in request.blocks))
-        return worker_pb2.LoadBlocksResponse(results=results)
+        await asyncio.gather(*(load_run(run) for run in runs))
+        return worker_pb2.LoadBlocksResponse(
+            results=[
+                _result(ref.block_id, key if isinstance(key, Exception) else outcomes[key.id])
+                for ref, key in zip(request.blocks, checked, strict=True)
+            ]
+        )
 
-    async def _load(self, ref: worker_pb2.BlockRef) -> LoadOutcome:
+    def _checked_key(self, ref: worker_pb2.BlockRef) -> BlockKey:
         key = checked_key(ref.block_id, ref.mount_id, ref.path, ref.version, ref.index)
         block_size = self.opener.ring.block_size
         if ref.length > 0 and block_size is not None and ref.offset != ref.index * block_size:
@@ -162,7 +186,7 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
                 f"block {ref.block_id}: offset {ref.offset} is not index {ref.index} x "
                 f"block size {block_size}"
             )
-        return await self.opener.load(ref.block_id, key)
+        return key
 
     async def EvictBlocks(
         self, request: worker_pb2.EvictBlocksRequest, context: grpc.aio.ServicerContext
