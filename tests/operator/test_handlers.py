@@ -236,3 +236,74 @@ def test_a_namespace_token_cannot_register_another_namespace(
                 cluster.master_address, token, plan_dataset(other, secrets=secrets)
             )
         )
+
+
+def _as_kubernetes_runs(text: str, cluster: LocalCluster) -> str:
+    """What the container runs: Kubernetes turns "$$" into "$"; the cluster secret and the
+    master are this test's instead of the pod's mounted file and Service."""
+    text = text.replace("$$", "$").replace(naming.CLUSTER_SECRET_FILE, str(cluster.secret_file))
+    return text.replace(naming.master_address("shared-dataset", "share"), cluster.master_address)
+
+
+def test_the_load_pod_command_runs_a_dataload_on_a_real_master(
+    cluster: LocalCluster, s3: SeaweedS3, tmp_path: Path
+) -> None:
+    """The Job's shell script, run as the pod would run it, with the real CLI."""
+    import os
+    import subprocess
+    import sys
+
+    from cachecluster.operator.dataload_objects import desired_dataload_objects
+
+    shared, _, secrets = _bodies(s3)
+    token = master_calls.admin_token(_cluster_secret_hex(cluster), ("share", "shared-dataset"))
+    plan = plan_dataset(shared, secrets=secrets)
+    asyncio.run(master_calls.register_dataset(cluster.master_address, token, plan))
+    load = yaml.safe_load((EXAMPLES / "30-dataload.yaml").read_text())
+    load["metadata"]["uid"] = "uid-load"
+    (job,) = desired_dataload_objects(load, ("share", "shared-dataset"))
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    script = _as_kubernetes_runs(container["command"][2], cluster)
+    env = dict(os.environ, HOME=str(tmp_path))
+    env.pop("CACHECLUSTER_TOKEN", None)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env["DATALOAD"] = _as_kubernetes_runs(container["env"][0]["value"], cluster)
+    for run in (1, 2):  # the second run replaces the first (a CronJob's next tick)
+        done = subprocess.run(
+            [*container["command"][:2], script],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, (run, done.stdout, done.stderr)
+        assert "dataload share/shared-dataset-warmup Complete" in done.stdout, done.stdout
+    record = asyncio.run(
+        master_calls.dataload_record(
+            cluster.master_address, token, "share", "shared-dataset-warmup"
+        )
+    )
+    assert record is not None and record.status.phase == "Complete"
+    assert record.status.runs == 1  # deleted, then applied again: a fresh record each run
+    assert record.status.bytes_done == 8000
+    got = status.dataload_status(
+        {
+            "metadata": {"name": "x"},
+            "status": {
+                "succeeded": 1,
+                "startTime": "2026-11-22T18:00:00Z",
+                "completionTime": "2026-11-22T18:00:05Z",
+                "conditions": [{"type": "Complete", "status": "True"}],
+            },
+        },
+        master=record,
+    )
+    assert (got["phase"], got["progress"], got["duration"]) == ("Complete", "100.0%", "5s")
+    asyncio.run(
+        master_calls.delete_dataload(
+            cluster.master_address, token, "share", "shared-dataset-warmup"
+        )
+    )
+    asyncio.run(
+        master_calls.delete_dataset(cluster.master_address, token, "share", "shared-dataset")
+    )
