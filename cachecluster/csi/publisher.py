@@ -6,7 +6,8 @@
 serialises them, so a repair never races a publish of the same target.
 
 A source is accepted only when it lies under the FUSE root the plugin serves
-(``--fuse-root``), exists, answers ``stat`` and sits on a FUSE mount: a PV
+(``--fuse-root``) through no symbolic link, exists, answers ``stat`` and sits
+on a FUSE mount: a PV
 cannot bind an arbitrary host folder into a pod, and an empty folder where the
 runtime's FUSE pod has not mounted yet is never bound in its place.
 """
@@ -115,6 +116,11 @@ class VolumePublisher:
             raise Unavailable(f"volume {volume_id}: fusePath {source}: {exc.strerror}") from None
         if not stat.S_ISDIR(found.st_mode):
             raise InvalidArgument(f"volume {volume_id}: fusePath {source} is not a directory")
+        real = await asyncio.wait_for(asyncio.to_thread(os.path.realpath, source), STAT_TIMEOUT_S)
+        if real != source:  # the bind would follow it, maybe out of the FUSE root
+            raise InvalidArgument(
+                f"volume {volume_id}: fusePath {source} passes through a symbolic link (to {real})"
+            )
         holder = mount_holding(source)
         if holder is None or not holder.is_fuse:
             raise Unavailable(

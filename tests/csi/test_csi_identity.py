@@ -40,6 +40,8 @@ def _bad_requests(
     target = plugin.pods / "pod-1" / "volume"
     plain = plugin.fuse_root / "not-fuse" / "ds"  # exists, but no FUSE mount holds it
     plain.mkdir(parents=True)
+    link = plugin.fuse_root / "linked"
+    link.symlink_to("/etc")
     good = publish_request(target, str(plugin.fuse_root / "fuse" / "ta" / "data"))
 
     def changed(**fields: object) -> csi_pb2.NodePublishVolumeRequest:
@@ -76,6 +78,12 @@ def _bad_requests(
         ("outside root", outside, Code.INVALID_ARGUMENT, "outside the FUSE root"),
         ("escaping root", escaping, Code.INVALID_ARGUMENT, "outside the FUSE root"),
         ("unknown fusePath", good, Code.NOT_FOUND, "does not exist"),
+        (
+            "symbolic link",
+            publish_request(target, str(link)),
+            Code.INVALID_ARGUMENT,
+            "passes through a symbolic link (to /etc)",
+        ),
         (
             "not on FUSE",
             publish_request(target, str(plain)),
