@@ -204,9 +204,23 @@ def test_operator_deployment_and_its_account(helm: Path) -> None:
     operator = containers(deployment)["operator"]
     env = {e["name"]: e.get("value") for e in operator["env"]}
     assert env[naming.IMAGE_ENV] == operator["image"] == "ghcr.io/cachecluster/cachecluster:0.1.0"
-    assert operator["args"] == ["operator", "--all-namespaces"]
-    scoped = containers(one(render(helm, "operator.watchNamespaces={share,ref}"), "Deployment"))
-    assert scoped["operator"]["args"] == ["operator", "--namespace=share", "--namespace=ref"]
+    assert env[naming.IMAGE_PULL_POLICY_ENV] == operator["imagePullPolicy"] == "IfNotPresent"
+    liveness = "--liveness=http://0.0.0.0:8080/healthz"
+    assert operator["args"] == ["operator", "--all-namespaces", liveness]
+    assert operator["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "healthz"}
+    assert {"name": "healthz", "containerPort": 8080} in operator["ports"]
+    args = build_parser().parse_args(operator["args"])
+    assert args.all_namespaces and args.liveness == liveness.partition("=")[2]
+    scoped = containers(
+        one(
+            render(helm, "operator.watchNamespaces={share,ref}", "image.pullPolicy=Always"),
+            "Deployment",
+        )
+    )["operator"]
+    assert scoped["args"] == ["operator", "--namespace=share", "--namespace=ref", liveness]
+    assert build_parser().parse_args(scoped["args"]).namespace == ["share", "ref"]
+    scoped_env = {e["name"]: e.get("value") for e in scoped["env"]}
+    assert scoped_env[naming.IMAGE_PULL_POLICY_ENV] == scoped["imagePullPolicy"] == "Always"
 
 
 def allowed(role: dict[str, Any], group: str, resource: str) -> set[str]:

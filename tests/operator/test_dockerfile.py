@@ -14,10 +14,21 @@ from __future__ import annotations
 
 import re
 import shlex
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
+import pytest
 import yaml
+
+from cachecluster.cli.main import build_parser
+from cachecluster.operator import naming
+from cachecluster.operator.dataload_objects import desired_dataload_objects
+from cachecluster.operator.runtime_objects import desired_runtime_objects
+from tests.operator.helm_tool import find_helm
+from tests.operator.test_runtime_objects import EXAMPLES, example_runtimes
 
 ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -93,3 +104,103 @@ def test_installs_the_package_with_the_extras_the_components_need() -> None:
     entrypoint = [yaml.safe_load(rest) for word, rest in runtime if word == "ENTRYPOINT"]
     assert entrypoint == [["cachecluster"]]
     assert "cachecluster" in PYPROJECT["project"]["scripts"]
+
+
+def our_containers(objects: list[dict[str, Any]], image: str) -> list[dict[str, Any]]:
+    found = []
+    for obj in objects:
+        spec = obj.get("spec", {})
+        template = spec.get("jobTemplate", {}).get("spec", spec).get("template")
+        if template:
+            found += [c for c in template["spec"]["containers"] if c["image"] == image]
+    return found
+
+
+def expand(arg: str) -> str:
+    return re.sub(r"\$\(([A-Z_]+)\)", lambda m: POD_ENV[m.group(1)], arg)
+
+
+def argvs(container: dict[str, Any]) -> tuple[list[list[str]], set[str]]:
+    """The ``cachecluster`` argvs a container runs, and the other executables it calls."""
+    ours: list[list[str]] = []
+    tools: set[str] = set()
+    command = container.get("command")
+    execs = [
+        container.get(probe, {}).get("exec", {}).get("command")
+        for probe in ("readinessProbe", "livenessProbe", "startupProbe")
+    ]
+    execs.append(container.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command"))
+    if command is None:
+        ours.append([expand(a) for a in container["args"]])  # ENTRYPOINT cachecluster
+    else:
+        execs.append(command)
+    for argv in filter(None, execs):
+        if argv[0] == "cachecluster":
+            ours.append([expand(a) for a in argv[1:]])
+            continue
+        tools.add(argv[0])
+        if argv[:2] == ["sh", "-c"]:
+            script = argv[2].replace("$$", "$")
+            for part in re.findall(r"\bcachecluster [^)&;|>]*", script):
+                ours.append(shlex.split(part)[1:])
+    return ours, tools
+
+
+def all_containers(image: str) -> list[dict[str, Any]]:
+    objects: list[dict[str, Any]] = []
+    for body in example_runtimes():
+        objects += desired_runtime_objects(body, image=image, cluster_secret="ab" * 32)
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc.get("kind") == "DataLoad":
+                doc["metadata"]["uid"] = "u"
+                runtime = (doc["metadata"]["namespace"], doc["spec"]["dataset"]["name"])
+                objects += desired_dataload_objects(doc, runtime, image=image)
+    helm = find_helm()
+    if helm is None:
+        pytest.skip("no helm to render the chart (see tests/operator/helm_tool.py)")
+    rendered = subprocess.run(
+        [
+            str(helm),
+            "template",
+            "cc",
+            str(ROOT / "operator" / "chart"),
+            "--set",
+            f"image.tag={image.split(':')[1]}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    objects += [doc for doc in yaml.safe_load_all(rendered) if doc]
+    return our_containers(objects, image)
+
+
+def test_every_command_the_chart_and_reconcilers_run_exists() -> None:
+    image = "ghcr.io/cachecluster/cachecluster:0.1.0"
+    containers = all_containers(image)
+    names = {c["name"] for c in containers}
+    assert {"master", "worker", "fuse", "operator", "csi-plugin"} <= names
+    parser = build_parser()
+    subcommands: set[str] = set()
+    tools: set[str] = set()
+    for container in containers:
+        found, used = argvs(container)
+        assert found, container["name"]
+        tools |= used
+        for argv in found:
+            parser.parse_args(argv)  # SystemExit (a test failure) for an unknown flag
+            subcommands.add(argv[0])
+    assert subcommands >= {"master", "worker", "mount", "unmount", "token", "operator", "csi"}
+    assert tools <= set(SYSTEM_TOOLS), tools
+    for subcommand in sorted(subcommands):
+        done = subprocess.run(
+            [sys.executable, "-m", "cachecluster", subcommand, "--help"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, (subcommand, done.stderr)
+    assert naming.DEFAULT_IMAGE.rpartition(":")[0] == image.rpartition(":")[0]
