@@ -51,11 +51,13 @@ def run(args: argparse.Namespace) -> int:
     """Run kopf until it is stopped (SIGTERM/SIGINT)."""
     import kopf
 
-    from cachecluster.operator.handlers import REGISTRY
+    from cachecluster.operator.handlers import REGISTRY, operator_context
 
     setup_service_logging("operator", bool(getattr(args, "verbose", False)))
+    context = operator_context()  # no API server configured: one line and an exit code
     kopf.run(
         registry=REGISTRY,
+        memo=kopf.Memo(context=context),
         standalone=True,
         clusterwide=args.all_namespaces,
         namespaces=args.namespace,

@@ -98,7 +98,13 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=G)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=G)
     settings.persistence.finalizer = f"{G}/finalizer"
-    memo.context = OperatorContext(
+    if getattr(memo, "context", None) is None:
+        memo.context = operator_context()
+
+
+def operator_context() -> OperatorContext:
+    """The API client (in-cluster, else kubeconfig) and the image from the environment."""
+    return OperatorContext(
         kube=KubeApi(),
         image=os.environ.get(naming.IMAGE_ENV, naming.DEFAULT_IMAGE),
         pull_policy=os.environ.get(naming.IMAGE_PULL_POLICY_ENV, "IfNotPresent"),

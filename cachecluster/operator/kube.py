@@ -102,7 +102,13 @@ class KubeApi:
             try:
                 config.load_incluster_config()
             except config.ConfigException:
-                config.load_kube_config()
+                try:
+                    config.load_kube_config()
+                except (config.ConfigException, OSError) as exc:
+                    raise Unavailable(
+                        "no Kubernetes API to talk to: not in a pod, and no usable kubeconfig "
+                        f"($KUBECONFIG or ~/.kube/config): {' '.join(str(exc).split())}"
+                    ) from None
             api_client = client.ApiClient()
         self._dynamic: Any = dynamic.DynamicClient(api_client)
 

@@ -307,3 +307,23 @@ def test_the_load_pod_command_runs_a_dataload_on_a_real_master(
     asyncio.run(
         master_calls.delete_dataset(cluster.master_address, token, "share", "shared-dataset")
     )
+
+
+def test_operator_without_a_cluster_says_so_in_one_line(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
+    env.update(HOME=str(tmp_path), KUBECONFIG=str(tmp_path / "missing-kubeconfig"))
+    done = subprocess.run(
+        [sys.executable, "-m", "cachecluster.cli.main", "operator", "-A"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("cachecluster operator: no Kubernetes API to talk to")
