@@ -249,3 +249,30 @@ def plan_dataset(
         persistent_volume_claim(body, runtime, modes),
     )
     return DatasetPlan(namespace, name, spec, runtime, found, objects)
+
+
+def pv_change_refused(
+    body: Mapping[str, Any], existing: Mapping[str, Any] | None, desired: Mapping[str, Any]
+) -> ConfigError | None:
+    """Why an existing PV cannot become ``desired`` (Kubernetes keeps a PV's source and a
+    bound claim's access modes as created), or None when nothing immutable changes."""
+    if existing is None:
+        return None
+    old_spec, new_spec = existing.get("spec") or {}, desired["spec"]
+    old_csi = old_spec.get("csi") or {}
+    old_attributes = old_csi.get("volumeAttributes") or {}
+    new_attributes = new_spec["csi"]["volumeAttributes"]
+    if old_attributes.get(naming.CSI_CONTEXT_RUNTIME) != new_attributes[naming.CSI_CONTEXT_RUNTIME]:
+        return ConfigError(
+            f"{where_of(body)}: spec",
+            f"moves the dataset from runtime {old_attributes.get(naming.CSI_CONTEXT_RUNTIME)} to "
+            f"{new_attributes[naming.CSI_CONTEXT_RUNTIME]}; a PersistentVolume cannot change its "
+            "source: delete the Dataset and create it again",
+        )
+    if list(old_spec.get("accessModes") or []) != list(new_spec["accessModes"]):
+        return ConfigError(
+            f"{where_of(body)}: spec.accessModes",
+            f"{new_spec['accessModes']} differs from {old_spec.get('accessModes')} of the bound "
+            "PersistentVolume and PVC; delete the Dataset and create it again",
+        )
+    return None

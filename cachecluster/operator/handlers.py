@@ -49,6 +49,7 @@ from cachecluster.operator.dataload_objects import (
 from cachecluster.operator.dataset_objects import (
     parse_dataset,
     plan_dataset,
+    pv_change_refused,
     secret_names,
     serving_runtime,
 )
@@ -166,6 +167,11 @@ async def reconcile_dataset(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch,
     kube = _ctx(memo).kube
     try:
         plan = await dataset_plan(kube, body)
+        pv = plan.objects[0]
+        existing = await _call(kube.get, "v1", "PersistentVolume", pv["metadata"]["name"])
+        refused = pv_change_refused(body, existing, pv)
+        if refused is not None:
+            raise refused
         token = await runtime_token(kube, plan.runtime)
         result = await master_calls.register_dataset(plan.master_address, token, plan)
         for obj in plan.objects:

@@ -189,3 +189,25 @@ def test_reference_refusals(shared: dict[str, Any], ref: dict[str, Any]) -> None
         plan_dataset(_edit(ref, "dataset://ref/ref-dataset"), source=ref)
     with pytest.raises(ConfigError, match=r"dataset://<namespace>/<name>"):
         plan_dataset(_edit(ref, "dataset://share"), source=shared)
+
+
+def test_immutable_pv_changes_are_refused_in_one_line(shared: dict[str, Any]) -> None:
+    from cachecluster.operator.dataset_objects import pv_change_refused
+
+    before = plan_dataset(shared, secrets=SECRETS).objects[0]
+    assert pv_change_refused(shared, None, before) is None
+    assert pv_change_refused(shared, before, before) is None
+    moved = copy.deepcopy(shared)
+    moved["spec"]["runtimes"] = [{"name": "other"}]
+    refused = pv_change_refused(moved, before, plan_dataset(moved, secrets=SECRETS).objects[0])
+    assert refused is not None
+    assert str(refused).startswith(
+        "Dataset share/shared-dataset: spec: moves the dataset from runtime "
+        "share/shared-dataset to share/other"
+    )
+    writable = copy.deepcopy(shared)
+    writable["spec"]["accessModes"] = ["ReadWriteMany"]
+    refused = pv_change_refused(
+        writable, before, plan_dataset(writable, secrets=SECRETS).objects[0]
+    )
+    assert refused is not None and "spec.accessModes: ['ReadWriteMany'] differs" in str(refused)
