@@ -230,9 +230,19 @@ async def dataset_status_timer(
         if runtime is None:
             return  # not reconciled yet: its handler writes why
         token = await runtime_token(kube, runtime)
-        figures = await master_calls.dataset_status(
-            naming.master_address(runtime[1], runtime[0]), token, meta["namespace"], meta["name"]
-        )
+        address = naming.master_address(runtime[1], runtime[0])
+        try:
+            figures = await master_calls.dataset_status(
+                address, token, meta["namespace"], meta["name"]
+            )
+        except NotFound:
+            # A restarted master (its home is not kept) lost the dataset: register it again.
+            plan = await dataset_plan(kube, body)
+            await master_calls.register_dataset(address, token, plan)
+            log.info("dataset %s registered again on %s", plan.ref, address)
+            figures = await master_calls.dataset_status(
+                address, token, meta["namespace"], meta["name"]
+            )
     except CacheClusterError as exc:
         log.debug("status of Dataset %s/%s: %s", meta["namespace"], meta["name"], exc)
         return
