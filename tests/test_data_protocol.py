@@ -691,3 +691,58 @@ def test_over_a_real_block_store(loop_name: str, transport: str, short_tmp: Path
                 await server.close()
 
     run(loop_name, body())
+
+
+# ------------------------------------------------------- short-circuit opens
+
+
+def test_open_passes_file_blocks_only_over_unix(loop_name: str, short_tmp: Path) -> None:
+    from cachecluster.client.short_circuit import FdChannel
+
+    async def body() -> None:
+        async with serving(short_tmp) as (server, store):
+            assert server.unix_path is not None
+            channel = await FdChannel.connect(server.unix_path)
+            try:
+                grant, fd = await channel.open(block_id(1), key(1), None)  # odd: in a file
+                assert fd is not None and grant.passed and not grant.memory
+                try:
+                    assert os.pread(fd, grant.length, grant.offset) == store.blocks[1]
+                finally:
+                    os.close(fd)
+                grant, fd = await channel.open(block_id(2), key(2), None)  # even: in memory
+                assert fd is None and not grant.passed and grant.length == BLOCK
+                with pytest.raises(PermissionDenied):
+                    await channel.open(block_id(3), key(3), b"deny")
+                with pytest.raises(NotFound):
+                    await channel.open(block_id(99), key(99), None)
+                assert not channel.closed  # error answers keep the channel
+                async with connected(server, "unix") as conn:  # reads go on beside it
+                    assert await read(conn, 3) == store.blocks[3]
+            finally:
+                channel.close()
+            assert server.stats.fds_passed == 1
+            assert store.open_leases == 0
+            # Over TCP no descriptor can travel: refused, and the connection stays usable.
+            sock = socket.create_connection(("127.0.0.1", server.port))
+            tcp = FdChannel(sock, f"tcp:{server.port}")
+            try:
+                with pytest.raises(InvalidArgument, match="Unix socket"):
+                    await tcp.open(block_id(1), key(1), None)
+                assert not tcp.closed
+            finally:
+                tcp.close()
+
+    run(loop_name, body())
+
+
+def test_open_request_round_trips() -> None:
+    request = frames.OpenRequest(9, block_id(5), key(5), b"cap")
+    encoded = frames.encode_request(request)
+    _, payload_length = frames.decode_prefix(encoded[:8], BLOCK)
+    assert frames.decode_request(encoded[8:], payload_length) == request
+    grant = frames.encode_grant(9, 1234, offset=4096, memory=True)
+    assert frames.decode_grant(grant[8:], 0) == frames.FdGrant(9, True, 4096, 1234, True)
+    assert frames.decode_grant(frames.encode_grant(9, 77)[8:], 0) == frames.FdGrant(9, False, 0, 77)
+    error = frames.decode_grant(frames.encode_error(9, ErrorKind.NOT_FOUND, "gone")[8:], 0)
+    assert isinstance(error, frames.Response) and not error.ok

@@ -50,6 +50,7 @@ from cachecluster.client.reader import (
     FetchStats,
     FileReader,
 )
+from cachecluster.client.short_circuit import ShortCircuitReads
 from cachecluster.common.block_key import BlockKey, block_count
 from cachecluster.common.errors import InvalidArgument, VersionChanged
 
@@ -138,6 +139,19 @@ class AsyncFile:
             self._client.view.invalidate(self.path)
             raise
 
+    async def local_view(self, offset: int, size: int) -> memoryview | None:
+        """Up to ``size`` bytes at ``offset`` without a copy, or None: use :meth:`pread_into`.
+
+        A read-only view of the block file of a worker on this host (memory
+        tier); it never crosses a block end. See
+        :meth:`cachecluster.client.reader.FileReader.local_view`.
+        """
+        try:
+            return await self._reader.local_view(offset, size)
+        except VersionChanged:
+            self._client.view.invalidate(self.path)
+            raise
+
     async def close(self) -> None:
         """Close the file (read-ahead stops). Safe to call twice."""
         self._client._open_files.discard(self)
@@ -162,7 +176,9 @@ class AsyncClient:
     cluster of ``$CACHECLUSTER_HOME`` (``~/.cachecluster``), as the CLI does.
     ``readahead_blocks`` whole blocks stay in flight ahead of a sequential
     reader; ``metadata_ttl`` is how long a stat or listing is reused;
-    ``prefer_unix`` reads from same-host workers over their Unix socket.
+    ``prefer_unix`` reads from same-host workers over their Unix socket, and
+    ``short_circuit`` (with it) reads their block files directly when they
+    pass them (:mod:`cachecluster.client.short_circuit`).
     ``token`` is the namespace token (default ``$CACHECLUSTER_TOKEN``, else the
     local cluster admin's, see :func:`resolve_token`); with one, reads carry
     the master's read capabilities and never go to the UFS directly.
@@ -180,6 +196,7 @@ class AsyncClient:
         max_parallel_blocks: int = DEFAULT_MAX_PARALLEL_BLOCKS,
         connections_per_worker: int = 2,
         prefer_unix: bool = True,
+        short_circuit: bool = True,
         rpc_timeout: float = DEFAULT_RPC_TIMEOUT,
         token: str | None = None,
     ) -> None:
@@ -207,6 +224,7 @@ class AsyncClient:
             block_timeout=block_timeout,
             max_parallel_blocks=max_parallel_blocks,
             capabilities=CapabilityCache(self.api) if self.token else None,
+            local=ShortCircuitReads() if prefer_unix and short_circuit else None,
         )
         self.buffers = BufferPool()
         self._open_files: set[AsyncFile] = set()
@@ -336,6 +354,8 @@ class AsyncClient:
         for file in list(self._open_files):
             await file.close()
         await self.fetcher.close()
+        if self.fetcher.local is not None:
+            await self.fetcher.local.close()
         await self.view.close()
         await self.pool.close()
         await self.api.close()

@@ -10,7 +10,9 @@ read draws on several workers in parallel.
 from other workers, then from the UFS directly (only in an open cluster: with a cluster secret the
 client has no UFS credentials, every live worker is a candidate instead, and
 each request carries the dataset's read capability, asked again once when a
-worker refuses it). A worker whose connection
+worker refuses it). A worker on this host passes its block file instead of
+its bytes when it can (:mod:`cachecluster.client.short_circuit`): the client
+then reads the file itself. A worker whose connection
 fails or times out is marked suspect (skipped for a while, but for one probe
 a second) and the ring is refreshed; only the UFS's own error, or a changed
 file (``VersionChanged``), reaches the caller.
@@ -34,6 +36,7 @@ from cachecluster.client.capabilities import CapabilityCache, dataset_of
 from cachecluster.client.cluster_view import Candidate
 from cachecluster.client.data_conn import DataConnectionPool
 from cachecluster.client.master_api import FileInfo
+from cachecluster.client.short_circuit import LocalBlock, ShortCircuitReads
 from cachecluster.common.block_key import BlockKey
 from cachecluster.common.errors import (
     CacheClusterError,
@@ -127,10 +130,12 @@ class BlockFetcher:
         block_timeout: float = DEFAULT_BLOCK_TIMEOUT,
         max_parallel_blocks: int = DEFAULT_MAX_PARALLEL_BLOCKS,
         capabilities: CapabilityCache | None = None,
+        local: ShortCircuitReads | None = None,
     ) -> None:
         self.placement = placement
         self.pool = pool
         self.capabilities = capabilities
+        self.local = local
         self.block_timeout = block_timeout
         self.stats = FetchStats()
         self._slots = asyncio.Semaphore(max(1, max_parallel_blocks))
@@ -204,6 +209,9 @@ class BlockFetcher:
         view: memoryview,
         dataset: str,
     ) -> int:
+        block = await self._local_block(candidate, block_id, ref, dataset)
+        if block is not None:
+            return await block.read_into(start, view)
         try:
             conn = await self.pool.get(candidate.address)
         except Unavailable:
@@ -224,6 +232,63 @@ class BlockFetcher:
             if conn.closed:  # the connection died, not just an error answer
                 self.placement.mark_suspect(candidate.worker_id)
             raise
+
+    async def _local_block(
+        self, candidate: Candidate, block_id: str, ref: BlockRef, dataset: str
+    ) -> LocalBlock | None:
+        """The block file of a same-host worker, or None (read over the data protocol)."""
+        local = self.local
+        if local is None or not local.usable(candidate.address):
+            return None
+        cap = None if self.capabilities is None else await self.capabilities.get(dataset)
+        try:
+            return await local.block(candidate.address, block_id, ref, cap)
+        except PermissionDenied:
+            if self.capabilities is None:
+                raise
+            self.capabilities.drop(dataset, cap)
+            cap = await self.capabilities.get(dataset)
+            return await local.block(candidate.address, block_id, ref, cap)
+
+    async def local_view(
+        self, info: FileInfo, index: int, start: int, length: int
+    ) -> memoryview | None:
+        """Bytes of block ``index`` without a copy, mapped from its owner's memory tier.
+
+        None when that owner is not on this host, the block is not on a
+        memory tier, or anything fails: then :meth:`read` it (which has the
+        fallbacks). Only ``VersionChanged`` is raised.
+        """
+        if self.local is None:
+            return None
+        key = BlockKey(info.mount_id, info.mount_path, info.version, index)
+        block_id = key.id
+        ref = BlockRef(info.mount_id, info.mount_path, info.version, index)
+        try:
+            candidates = await self.placement.candidates(block_id)
+            if not candidates:
+                return None
+            block = await self._local_block(candidates[0], block_id, ref, dataset_of(info.path))
+            if block is None or not block.memory or start + length > block.length:
+                return None
+            view = block.view()[start : start + length]
+        except VersionChanged:
+            raise
+        except (CacheClusterError, OSError, ValueError) as exc:
+            log.debug("block %s: no local view (%s: %s)", block_id, type(exc).__name__, exc)
+            return None
+        self.stats.worker_reads += 1
+        self.stats.bytes_read += length
+        return view
+
+    async def map_ahead(self, info: FileInfo, index: int, length: int) -> int:
+        """Get (and map) the file of block ``index`` (``length`` bytes) ahead of a reader.
+
+        Its length, 0 if it is not local. On a cold cache this makes the owner
+        fetch the block meanwhile.
+        """
+        view = await self.local_view(info, index, 0, length)
+        return 0 if view is None else len(view)
 
     async def _from_ufs(
         self, info: FileInfo, block_size: int, index: int, start: int, view: memoryview
@@ -323,6 +388,7 @@ class FileReader:
         self._position = 0
         self._expected = 0  # where a sequential read would start next
         self._window: dict[int, _Prefetch] = {}
+        self._mapped_ahead = -1  # the last block local_view asked ahead for
         self._closed = False
 
     @property
@@ -424,6 +490,35 @@ class FileReader:
             if not sequential:
                 self._drop_window(keep=range(spans[0].block, spans[-1].block + 1))
         return length
+
+    async def local_view(self, offset: int, size: int) -> memoryview | None:
+        """Up to ``size`` bytes at ``offset`` as a read-only view of a same-host block file.
+
+        No copy: the view maps the block on its owner's memory tier. None when
+        the range is empty or crosses a block end, or the block cannot be
+        mapped (see :meth:`BlockFetcher.local_view`): then read it with
+        :meth:`pread_into`. Blocks after it are mapped ahead.
+        """
+        self._check_open()
+        length = min(size, self.size - offset)
+        if offset < 0 or length <= 0:
+            return None
+        index, start = divmod(offset, self.block_size)
+        if start + length > block_length(index, self.size, self.block_size):
+            return None
+        view = await self.fetcher.local_view(self.info, index, start, length)
+        if view is not None and self.readahead_blocks:
+            block_total = (self.size + self.block_size - 1) // self.block_size
+            first = max(index + 1, self._mapped_ahead + 1)
+            last = min(index + self.readahead_blocks, block_total - 1)
+            for ahead in range(first, last + 1):
+                self.fetcher.spawn(
+                    self.fetcher.map_ahead(
+                        self.info, ahead, block_length(ahead, self.size, self.block_size)
+                    )
+                )
+            self._mapped_ahead = max(self._mapped_ahead, last)
+        return view
 
     async def close(self) -> None:
         """Stop read-ahead for this file; its buffers go back to the pool when their reads end."""

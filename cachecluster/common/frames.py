@@ -11,11 +11,23 @@ Requests::
      "key": {"mount": str, "path": str, "version": str, "index": int},
      "off": int, "len": int, "cap": bytes | None}
     {"op": "ping", "id": 8}            # "id" optional, 0 when absent
+    {"op": "open", "id": 9, "block": "<32 hex>", "key": {...}, "cap": bytes | None}
 
 Responses, written in request order::
 
     {"id": 7, "ok": True, "len": n}    + n payload bytes
     {"id": 7, "ok": False, "kind": "<ErrorKind value>", "msg": "..."}
+    {"id": 9, "ok": True, "len": 0, "fd": 1, "off": o, "size": n, "mem": bool}
+    {"id": 9, "ok": True, "len": 0, "fd": 0, "size": n}
+
+An ``open`` (short-circuit read, only over the worker's Unix socket) asks for
+the block file itself: the worker checks it exactly as for a ``read``, then
+passes a read-only descriptor of the block file as ``SCM_RIGHTS`` ancillary
+data on the response frame's first byte (``"fd": 1``); the block's ``size``
+bytes start at ``off`` in that file, and ``mem`` says it lies on a memory
+tier (tmpfs). A block held only in memory has no file: ``"fd": 0`` and the
+reader asks for its bytes with ``read``. Old workers answer ``open`` with an
+``invalid`` error ("unknown op") and keep the connection.
 
 A ``read`` asks for ``len`` bytes at ``off`` within one block; the worker
 answers with fewer when the block ends earlier (the last block of a file) and
@@ -108,7 +120,17 @@ class PingRequest:
     request_id: int = 0
 
 
-Request = ReadRequest | PingRequest
+@dataclass(frozen=True, slots=True)
+class OpenRequest:
+    """Ask for the descriptor of block ``block_id``'s file (same host only, see the module doc)."""
+
+    request_id: int
+    block_id: str
+    key: BlockRef
+    cap: bytes | None = None
+
+
+Request = ReadRequest | PingRequest | OpenRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +150,21 @@ class Response:
         return cls(text)
 
 
+@dataclass(frozen=True, slots=True)
+class FdGrant:
+    """A successful ``open`` response: ``length`` block bytes at ``offset`` of the passed fd.
+
+    ``passed`` is False for a block held only in memory (no descriptor came:
+    read it with ``read``); ``memory`` is True for a block on a memory tier.
+    """
+
+    request_id: int
+    passed: bool
+    offset: int
+    length: int
+    memory: bool = False
+
+
 # ---------------------------------------------------------------- encoding
 
 
@@ -143,20 +180,37 @@ def encode_request(request: Request) -> bytes:
     if isinstance(request, PingRequest):
         return _frame({"op": "ping", "id": request.request_id})
     key = request.key
+    header: dict[str, Any] = {
+        "id": request.request_id,
+        "block": request.block_id,
+        "key": {
+            "mount": key.mount,
+            "path": key.path,
+            "version": key.version,
+            "index": key.index,
+        },
+        "cap": request.cap,
+    }
+    if isinstance(request, OpenRequest):
+        return _frame({"op": "open", **header})
+    return _frame({"op": "read", **header, "off": request.offset, "len": request.length})
+
+
+def encode_grant(
+    request_id: int, length: int, *, offset: int | None = None, memory: bool = False
+) -> bytes:
+    """An ``open`` response frame: with ``offset``, its fd must go along (see the module doc)."""
+    if offset is None:
+        return _frame({"id": request_id, "ok": True, "len": 0, "fd": 0, "size": length})
     return _frame(
         {
-            "op": "read",
-            "id": request.request_id,
-            "block": request.block_id,
-            "key": {
-                "mount": key.mount,
-                "path": key.path,
-                "version": key.version,
-                "index": key.index,
-            },
-            "off": request.offset,
-            "len": request.length,
-            "cap": request.cap,
+            "id": request_id,
+            "ok": True,
+            "len": 0,
+            "fd": 1,
+            "off": offset,
+            "size": length,
+            "mem": memory,
         }
     )
 
@@ -230,7 +284,7 @@ def decode_request_header(header: dict[str, Any], max_payload: int) -> Request:
     op = header.get("op")
     if op == "ping":
         return PingRequest(_int(header, "id") if "id" in header else 0)
-    if op != "read":
+    if op != "read" and op != "open":
         raise FrameError(f"unknown op {op!r}")
     request_id = _int(header, "id")
     block_id = _str(header, "block", max_length=32)
@@ -245,11 +299,13 @@ def decode_request_header(header: dict[str, Any], max_payload: int) -> Request:
         version=_str(raw_key, "version"),
         index=_int(raw_key, "index"),
     )
-    offset = _int(header, "off")
-    length = _int(header, "len", 0, max_payload)
     cap = header.get("cap")
     if cap is not None and not isinstance(cap, bytes):
         raise FrameError(f"'cap' must be bytes or nil, got {type(cap).__name__}")
+    if op == "open":
+        return OpenRequest(request_id, block_id, key, cap)
+    offset = _int(header, "off")
+    length = _int(header, "len", 0, max_payload)
     return ReadRequest(request_id, block_id, key, offset, length, cap)
 
 
@@ -292,3 +348,23 @@ def decode_response(
     except ValueError:
         kind = ErrorKind.INTERNAL  # a newer worker's kind: still an error
     return Response(request_id, False, 0, kind, _str(header, "msg", max_length=64 * 1024))
+
+
+def decode_grant(
+    header_bytes: bytes | bytearray | memoryview, payload_length: int
+) -> FdGrant | Response:
+    """The answer to an ``open``: an :class:`FdGrant`, or the error :class:`Response`."""
+    response = decode_response(header_bytes, payload_length)
+    if not response.ok:
+        return response
+    if payload_length:
+        raise FrameError(f"an 'open' response carries no payload, got {payload_length} bytes")
+    header = _unpack_map(header_bytes)
+    passed = _int(header, "fd", 0, 1) == 1
+    length = _int(header, "size")
+    if not passed:
+        return FdGrant(response.request_id, False, 0, length)
+    memory = header.get("mem", False)
+    if type(memory) is not bool:
+        raise FrameError(f"'mem' must be true or false, got {memory!r}")
+    return FdGrant(response.request_id, True, _int(header, "off"), length, memory)

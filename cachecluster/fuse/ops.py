@@ -321,6 +321,9 @@ class CacheClusterOperations(pyfuse3.Operations):
             end = min(off + size, file.size)
             if off >= end:
                 return memoryview(b"")
+            mapped = await file.local_view(off, end - off)
+            if mapped is not None:  # a same-host worker's block file: no copy at all
+                return mapped
             index = off // CHUNK
             if (end - 1) // CHUNK != index or not (index in handle.chunks or handle.near(index)):
                 handle.last = index

@@ -8,6 +8,15 @@ with ``os.sendfile`` on the socket's fd, waiting for writability with
 ``loop.add_writer`` (uvloop implements neither ``loop.sendfile`` nor
 ``loop.sock_sendfile``); an in-memory block with ``loop.sock_sendall``.
 
+Short-circuit reads: over the Unix socket a client on this host may ``open``
+a block instead of reading it. The opener checks the request exactly as for a
+``read`` (the id against its key, the capability; a disk block's checksum is
+verified when the store opens it), then the block file's descriptor goes to
+the client with ``SCM_RIGHTS`` (see :mod:`cachecluster.common.frames`); the
+client then reads the file itself, without a byte through this process. A
+block held only in memory is answered without a descriptor. Over TCP an
+``open`` is refused with an ``invalid`` error.
+
 Errors from the opener become error responses and the connection goes on. A
 broken frame, a peer reset or a failed send closes that one connection, logged
 in one line; every other connection keeps being served.
@@ -28,7 +37,7 @@ from typing import Protocol
 from cachecluster.common import frames
 from cachecluster.common.error_map import kind_of
 from cachecluster.common.errors import ConfigError, ErrorKind, InvalidArgument
-from cachecluster.common.frames import FrameError, PingRequest, ReadRequest
+from cachecluster.common.frames import FrameError, OpenRequest, PingRequest, ReadRequest
 
 log = logging.getLogger("cachecluster.worker.data_server")
 
@@ -84,6 +93,7 @@ class DataServerStats:
     requests: int = 0
     bytes_sent: int = 0
     errors: int = 0  # error responses sent
+    fds_passed: int = 0  # block file descriptors handed to same-host clients
 
 
 class DataServer:
@@ -209,7 +219,7 @@ class _Pending:
     """One request awaiting its response: ``future`` gives the lease (None for a ping)."""
 
     request_id: int
-    request: ReadRequest | None
+    request: ReadRequest | OpenRequest | None
     future: asyncio.Future[BlockLeaseLike | None]
 
 
@@ -312,6 +322,9 @@ class _Connection:
                     future = self.loop.create_future()
                     future.set_result(None)
                     self.queue.put_nowait(_Pending(request.request_id, None, future))
+                elif isinstance(request, OpenRequest):
+                    future = self.loop.create_task(self._open_file(request))
+                    self.queue.put_nowait(_Pending(request.request_id, request, future))
                 else:
                     future = self.loop.create_task(self._open(request))
                     self.queue.put_nowait(_Pending(request.request_id, request, future))
@@ -327,6 +340,16 @@ class _Connection:
                 f"({lease.length} bytes)"
             )
         return lease
+
+    async def _open_file(self, request: OpenRequest) -> BlockLeaseLike | None:
+        if self.sock.family != socket.AF_UNIX:
+            raise InvalidArgument(
+                f"'open' of block {request.block_id} passes a file descriptor: "
+                "only over the worker's Unix socket"
+            )
+        # The opener checks an open exactly as a read of the whole block.
+        read = ReadRequest(request.request_id, request.block_id, request.key, 0, 0, request.cap)
+        return await self.server.opener.open_block(read)
 
     # ----------------------------------------------------------- responses
 
@@ -348,7 +371,10 @@ class _Connection:
                     await self.loop.sock_sendall(self.sock, frames.encode_ok(item.request_id, 0))
                     continue
                 try:
-                    await self._send_block(item.request, lease)
+                    if isinstance(item.request, OpenRequest):
+                        await self._send_grant(item.request, lease)
+                    else:
+                        await self._send_block(item.request, lease)
                 finally:
                     _close_quietly(lease)
             finally:
@@ -372,6 +398,32 @@ class _Connection:
             data = _memory_of(lease)
             await self.loop.sock_sendall(self.sock, data[request.offset : request.offset + count])
         self.stats.bytes_sent += count
+
+    async def _send_grant(self, request: OpenRequest, lease: BlockLeaseLike) -> None:
+        """Answer an ``open``: the lease's fd rides on the frame, or none for a memory block."""
+        if lease.fd is None:
+            await self.loop.sock_sendall(
+                self.sock, frames.encode_grant(request.request_id, lease.length)
+            )
+            return
+        medium = getattr(lease, "medium", None)
+        frame = frames.encode_grant(
+            request.request_id,
+            lease.length,
+            offset=lease.offset,
+            memory=getattr(medium, "value", None) == "MEM",
+        )
+        while True:
+            try:  # the kernel duplicates the fd into the message: closing the lease is safe
+                sent = socket.send_fds(self.sock, [frame], [lease.fileno()])
+                break
+            except BlockingIOError:
+                await self._writable()
+            except InterruptedError:
+                continue
+        if sent < len(frame):  # the fd went with the first byte; the rest is plain
+            await self.loop.sock_sendall(self.sock, frame[sent:])
+        self.stats.fds_passed += 1
 
     async def _sendfile(self, in_fd: int, offset: int, count: int) -> None:
         """Send ``count`` bytes of ``in_fd`` from ``offset`` without copying them through Python."""

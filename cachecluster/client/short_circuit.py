@@ -1,0 +1,467 @@
+"""Short-circuit reads: a same-host worker passes its block files; the client reads them itself.
+
+What HDFS and Alluxio call short-circuit reads. Over the worker's Unix
+socket, :class:`FdChannel` sends an ``open`` for a block (with the read
+capability); the worker checks it as it checks a ``read`` and passes a
+read-only descriptor of the block file (``SCM_RIGHTS``, see
+:mod:`cachecluster.common.frames`). :class:`LocalBlock` then reads the bytes
+with ``preadv`` straight into the caller's buffer, or maps a memory-tier
+block so that the FUSE mount can hand the kernel a view of it without a copy.
+
+:class:`ShortCircuitReads` keeps the blocks it was given, least recently used
+first, at most ``max_blocks`` of them, each for ``ttl`` seconds (then the
+worker is asked again: it sees the access, counts it for its LRU, and checks
+the capability anew). A block whose file was unlinked (evicted, demoted or
+promoted: ``st_nlink`` 0) is asked again at once; until then its descriptor
+still reads the old inode's bytes, which are right for that block id (ids
+carry the file version). A worker that exits or is killed closes its socket:
+its files are then dropped (checked before every use), and its blocks are read
+from the next source. One ``open`` runs per block at a time (single flight).
+
+Anything else going wrong means "read it over the data protocol": a worker
+that does not know ``open`` (older, or reached over TCP) is not asked again, a
+broken socket not for :data:`RETRY_AFTER_S` seconds. Errors the worker
+answers (``PermissionDenied``, ``VersionChanged``, ``NotFound``...) reach the
+caller as a ``read`` would raise them.
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import collections
+import itertools
+import logging
+import math
+import mmap
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cachecluster.client.data_conn import DEFAULT_CONNECT_TIMEOUT, WorkerAddress
+from cachecluster.common import frames
+from cachecluster.common.errors import CacheClusterError, InvalidArgument, Unavailable
+from cachecluster.common.frames import BlockRef, FdGrant, FrameError, OpenRequest
+
+log = logging.getLogger("cachecluster.client.short_circuit")
+
+DEFAULT_MAX_BLOCKS = 128
+"""Block files kept open at most (two descriptors each once mapped)."""
+DEFAULT_TTL_S = 10.0
+"""Seconds a passed block file is used before the worker is asked again."""
+RETRY_AFTER_S = 5.0
+"""Seconds a worker whose socket failed is read over the data protocol only."""
+_MAX_FDS = 4  # room for more than the one fd an answer carries: extra ones are closed
+_CLOEXEC = getattr(socket, "MSG_CMSG_CLOEXEC", 0)
+
+
+class LocalBlock:
+    """One block file the worker at ``source`` (its Unix socket) passed: ``length`` bytes.
+
+    ``memory`` blocks (tmpfs) are read on the caller's thread and can be
+    mapped (:meth:`view`); others are read in a thread. The descriptor is
+    closed once the block is retired and no read uses it any more.
+    """
+
+    __slots__ = (
+        "_fd",
+        "_mapping",
+        "_offset",
+        "_retired",
+        "_users",
+        "block_id",
+        "expires",
+        "length",
+        "memory",
+        "source",
+    )
+
+    def __init__(self, block_id: str, source: str, fd: int, grant: FdGrant, expires: float) -> None:
+        self.block_id = block_id
+        self.source = source
+        self._fd = fd
+        self.length = grant.length
+        self.memory = grant.memory
+        self.expires = expires
+        self._offset = grant.offset
+        self._mapping: mmap.mmap | None = None
+        self._users = 0
+        self._retired = False
+
+    def fresh(self, now: float) -> bool:
+        """Still usable: not retired, within its time and its file still linked."""
+        if self._retired or now >= self.expires:
+            return False
+        try:
+            return os.fstat(self._fd).st_nlink > 0
+        except OSError:
+            return False
+
+    def view(self) -> memoryview:
+        """The block's bytes, mapped read-only (memory blocks only: no I/O can fail later)."""
+        if not self.memory:
+            raise InvalidArgument(f"block {self.block_id} is not on a memory tier: no mapping")
+        if self._mapping is None:
+            self._mapping = mmap.mmap(
+                self._fd,
+                self.length,
+                flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0),
+                prot=mmap.PROT_READ,
+                offset=self._offset,
+            )
+        return memoryview(self._mapping)
+
+    async def read_into(self, start: int, view: memoryview) -> int:
+        """Copy the block's bytes from ``start`` into ``view``; fewer where the block ends."""
+        count = max(0, min(len(view), self.length - start))
+        if count == 0:
+            return 0
+        self._users += 1
+        try:
+            if self.memory:
+                return _pread_into(self._fd, view[:count], self._offset + start)
+            return await asyncio.to_thread(
+                _pread_into, self._fd, view[:count], self._offset + start
+            )
+        finally:
+            self._users -= 1
+            self._close_if_unused()
+
+    def retire(self) -> None:
+        """No new reads; the descriptor closes when the last read in progress ends."""
+        self._retired = True
+        self._close_if_unused()
+
+    def _close_if_unused(self) -> None:
+        if self._retired and self._users == 0 and self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
+            self._mapping = None  # unmapped once the last view of it is gone
+
+
+def _pread_into(fd: int, view: memoryview, offset: int) -> int:
+    done = 0
+    while done < len(view):
+        got = os.preadv(fd, [view[done:]], offset + done)
+        if got == 0:
+            break
+        done += got
+    return done
+
+
+class FdChannel:
+    """One Unix connection to a worker's data server for ``open`` requests, one at a time.
+
+    Between requests it watches its socket: the worker closing it (it exited
+    or was killed) closes the channel and calls ``on_lost``.
+    """
+
+    def __init__(
+        self, sock: socket.socket, path: str, on_lost: Callable[[str], None] | None = None
+    ) -> None:
+        sock.setblocking(False)
+        self.path = path
+        self.on_lost = on_lost
+        self._sock = sock
+        self._loop = asyncio.get_running_loop()
+        self._lock = asyncio.Lock()
+        self._ids = itertools.count(1)
+        self._prefix = bytearray(frames.PREFIX_SIZE)
+        self._header = bytearray(frames.MAX_HEADER)
+        self._closed = False
+        self._watching = False
+        self._watch()
+
+    @classmethod
+    async def connect(
+        cls,
+        path: str,
+        *,
+        timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        on_lost: Callable[[str], None] | None = None,
+    ) -> FdChannel:
+        """Connect to ``path``; :class:`Unavailable` when nobody listens there."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, path), timeout)
+        except (OSError, TimeoutError) as exc:
+            sock.close()
+            raise Unavailable(f"cannot connect to data server unix:{path}: {exc}") from exc
+        return cls(sock, path, on_lost)
+
+    @property
+    def closed(self) -> bool:
+        """True once the channel failed or was closed."""
+        return self._closed
+
+    async def open(
+        self, block_id: str, key: BlockRef, cap: bytes | None
+    ) -> tuple[FdGrant, int | None]:
+        """Ask for a block's file: the grant and its descriptor (None for a memory-only block).
+
+        Raises the error the worker answered, or :class:`Unavailable` when the
+        channel breaks (it is closed then; so it is when a call is cancelled
+        mid-exchange).
+        """
+        async with self._lock:
+            if self._closed:
+                raise Unavailable(f"fd channel to unix:{self.path} is closed")
+            request_id = next(self._ids)
+            frame = frames.encode_request(OpenRequest(request_id, block_id, key, cap))
+            self._unwatch()
+            try:
+                await self._loop.sock_sendall(self._sock, frame)
+                answer = await self._answer(request_id)
+                self._watch()
+                return answer
+            except FrameError as exc:
+                self.close()
+                raise Unavailable(f"fd channel to unix:{self.path} broken: {exc}") from exc
+            except CacheClusterError:  # (some are OSErrors too: this clause comes first)
+                self._watch()
+                raise  # the worker's answer: the stream is still in step
+            except OSError as exc:
+                self.close()
+                raise Unavailable(f"fd channel to unix:{self.path} lost: {exc}") from exc
+            except BaseException:
+                self.close()  # cancelled mid-exchange: the stream is out of step
+                raise
+
+    async def _answer(self, request_id: int) -> tuple[FdGrant, int | None]:
+        fds: list[int] = []
+        try:
+            prefix = memoryview(self._prefix)
+            await self._receive(prefix, fds)
+            header_length, payload_length = frames.decode_prefix(prefix, 0)
+            header = memoryview(self._header)[:header_length]
+            await self._receive(header, fds)
+            answer = frames.decode_grant(header, payload_length)
+            if answer.request_id != request_id:
+                raise FrameError(f"answer {answer.request_id} where {request_id} was due")
+            if isinstance(answer, frames.Response):
+                raise answer.error(f"unix:{self.path}")
+            if answer.passed != bool(fds) or len(fds) > 1:
+                raise FrameError(f"{len(fds)} descriptors with an answer of fd={answer.passed}")
+            return answer, (fds.pop() if fds else None)
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    async def _receive(self, view: memoryview, fds: list[int]) -> None:
+        """Fill ``view`` from the socket, collecting any descriptors that come along."""
+        got = 0
+        ancillary = socket.CMSG_SPACE(_MAX_FDS * array.array("i").itemsize)
+        while got < len(view):
+            try:
+                n, cmsgs, flags, _ = self._sock.recvmsg_into([view[got:]], ancillary, _CLOEXEC)
+            except BlockingIOError:
+                await self._readable()
+                continue
+            except InterruptedError:
+                continue
+            for level, kind, data in cmsgs:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    passed = array.array("i")
+                    passed.frombytes(data[: len(data) - len(data) % passed.itemsize])
+                    fds.extend(passed)
+            if flags & socket.MSG_CTRUNC:
+                raise FrameError("descriptors were cut off (more than expected)")
+            if n == 0:
+                raise ConnectionResetError("closed by the worker")
+            got += n
+
+    async def _readable(self) -> None:
+        waiter: asyncio.Future[None] = self._loop.create_future()
+
+        def wake() -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
+        self._loop.add_reader(self._sock, wake)
+        try:
+            await waiter
+        finally:
+            self._loop.remove_reader(self._sock)
+
+    def _watch(self) -> None:
+        if not self._closed and not self._watching:
+            self._loop.add_reader(self._sock, self._idle_readable)
+            self._watching = True
+
+    def _unwatch(self) -> None:
+        if self._watching:
+            self._loop.remove_reader(self._sock)
+            self._watching = False
+
+    def alive(self) -> bool:
+        """Whether the worker still holds its end (one non-blocking peek; no wait)."""
+        if self._closed:
+            return False
+        if self._watching:  # between requests: nothing may be readable
+            self._idle_readable()
+        return not self._closed
+
+    def _idle_readable(self) -> None:
+        """Readable with no request out: the worker closed its end (or broke the protocol)."""
+        try:
+            data = self._sock.recv(1, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        reason = "closed by the worker" if not data else "sent bytes nobody asked for"
+        log.info("fd channel to unix:%s %s", self.path, reason)
+        self.close()
+        if self.on_lost is not None:
+            self.on_lost(self.path)
+
+    def close(self) -> None:
+        """Close the socket; later calls raise :class:`Unavailable`."""
+        if not self._closed:
+            self._unwatch()
+            self._closed = True
+            self._sock.close()
+
+
+@dataclass
+class ShortCircuitStats:
+    """Counters of a client's short-circuit reads."""
+
+    opens: int = 0  # block files the workers passed
+    reuses: int = 0  # reads served by a block file already held
+    memory_only: int = 0  # answers without a file (the block was held in memory)
+    fallbacks: int = 0  # asks that ended in "read it over the data protocol"
+
+
+class ShortCircuitReads:
+    """The block files same-host workers passed to this client (see the module doc)."""
+
+    def __init__(
+        self,
+        *,
+        max_blocks: int = DEFAULT_MAX_BLOCKS,
+        ttl: float = DEFAULT_TTL_S,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    ) -> None:
+        if max_blocks < 1:
+            raise InvalidArgument(f"max_blocks {max_blocks} must be at least 1")
+        self.max_blocks = max_blocks
+        self.ttl = ttl
+        self.connect_timeout = connect_timeout
+        self.stats = ShortCircuitStats()
+        self._blocks: collections.OrderedDict[str, LocalBlock] = collections.OrderedDict()
+        self._flights: dict[str, asyncio.Task[LocalBlock | None]] = {}
+        self._channels: dict[str, FdChannel] = {}
+        self._channel_locks: dict[str, asyncio.Lock] = {}
+        self._off_until: dict[str, float] = {}
+        self._closed = False
+
+    def usable(self, address: WorkerAddress) -> bool:
+        """Whether to ask ``address`` for block files now (same host, socket not failing)."""
+        path = address.unix_path
+        if self._closed or not path:
+            return False
+        return time.monotonic() >= self._off_until.get(path, 0.0)
+
+    async def block(
+        self, address: WorkerAddress, block_id: str, key: BlockRef, cap: bytes | None
+    ) -> LocalBlock | None:
+        """The block's file, held already or asked of the worker; None: use the data protocol."""
+        held = self._blocks.get(block_id)
+        if held is not None:
+            channel = self._channels.get(held.source)
+            if held.fresh(time.monotonic()) and channel is not None and channel.alive():
+                self._blocks.move_to_end(block_id)
+                self.stats.reuses += 1
+                return held
+            self._forget(block_id)
+        if not self.usable(address):
+            return None
+        flight = self._flights.get(block_id)
+        if flight is None:
+            flight = asyncio.ensure_future(self._ask(address, block_id, key, cap))
+            self._flights[block_id] = flight
+            flight.add_done_callback(lambda done: self._flight_done(block_id, done))
+        return await asyncio.shield(flight)
+
+    async def close(self) -> None:
+        """Close every block file and channel; later calls answer None."""
+        self._closed = True
+        flights = list(self._flights.values())
+        for flight in flights:
+            flight.cancel()
+        await asyncio.gather(*flights, return_exceptions=True)
+        for block_id in list(self._blocks):
+            self._forget(block_id)
+        for channel in self._channels.values():
+            channel.close()
+        self._channels.clear()
+
+    # ------------------------------------------------------------ internals
+
+    def _flight_done(self, block_id: str, flight: asyncio.Task[LocalBlock | None]) -> None:
+        if self._flights.get(block_id) is flight:
+            del self._flights[block_id]
+        if not flight.cancelled():
+            flight.exception()  # retrieved: the waiters (if any) got it
+
+    def _worker_lost(self, path: str) -> None:
+        """The worker at ``path`` went away: drop its files (its blocks move to other workers)."""
+        for block_id in [b.block_id for b in self._blocks.values() if b.source == path]:
+            self._forget(block_id)
+
+    def _forget(self, block_id: str) -> None:
+        held = self._blocks.pop(block_id, None)
+        if held is not None:
+            held.retire()
+
+    async def _ask(
+        self, address: WorkerAddress, block_id: str, key: BlockRef, cap: bytes | None
+    ) -> LocalBlock | None:
+        path = address.unix_path
+        assert path is not None
+        try:
+            channel = await self._channel(path)
+            grant, fd = await channel.open(block_id, key, cap)
+        except InvalidArgument as exc:  # no ``open`` there: an older worker
+            log.info("worker unix:%s does not pass block files (%s); reading over it", path, exc)
+            self._off_until[path] = math.inf
+            self.stats.fallbacks += 1
+            return None
+        except Unavailable as exc:
+            if path in self._channels and not self._channels[path].closed:
+                raise  # the worker's answer (its UFS is down...), not a broken socket
+            log.info("short-circuit reads from unix:%s paused: %s", path, exc)
+            self._off_until[path] = time.monotonic() + RETRY_AFTER_S
+            self.stats.fallbacks += 1
+            return None
+        if fd is None:
+            self.stats.memory_only += 1
+            return None
+        if self._closed:
+            os.close(fd)
+            return None
+        self.stats.opens += 1
+        block = LocalBlock(block_id, path, fd, grant, time.monotonic() + self.ttl)
+        self._forget(block_id)
+        self._blocks[block_id] = block
+        while len(self._blocks) > self.max_blocks:
+            self._forget(next(iter(self._blocks)))
+        return block
+
+    async def _channel(self, path: str) -> FdChannel:
+        channel = self._channels.get(path)
+        if channel is not None and not channel.closed:
+            return channel
+        lock = self._channel_locks.setdefault(path, asyncio.Lock())
+        async with lock:
+            channel = self._channels.get(path)
+            if channel is None or channel.closed:
+                channel = await FdChannel.connect(
+                    path, timeout=self.connect_timeout, on_lost=self._worker_lost
+                )
+                self._channels[path] = channel
+            return channel
