@@ -523,6 +523,9 @@ def fuse_daemonset(context: _Context, resources: dict[str, Any] | None) -> dict[
             "template": {
                 "metadata": context.pod_metadata("fuse"),
                 "spec": {
+                    # Wherever a pod may mount a dataset (tainted GPU nodes too): the
+                    # CSI plugin binds from this node's FUSE mount, as it runs everywhere.
+                    "tolerations": [{"operator": "Exists"}],
                     "containers": [container],
                     "volumes": [
                         _secret_volume(context),

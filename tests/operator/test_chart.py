@@ -179,6 +179,8 @@ def test_csi_driver_and_node_plugin(helm: Path) -> None:
         if "hostPath" in v
     ]
     assert host_dirs and all(d.startswith(naming.RUNTIME_MOUNT_ROOT + "/") for d in host_dirs)
+    # ... and on the same nodes: the plugin binds from the node's own FUSE mount.
+    assert pod["tolerations"] == fuse["spec"]["template"]["spec"]["tolerations"]
 
     microk8s = "/var/snap/microk8s/common/var/lib/kubelet"
     moved = one(render(helm, f"csi.kubeletDir={microk8s}"), "DaemonSet")

@@ -274,6 +274,7 @@ def test_fuse_pod_mints_an_admin_token_and_mounts_the_runtime_view(
     pod = fuse["spec"]["template"]["spec"]
     fuse_container = container(fuse)
     assert fuse_container["securityContext"] == {"privileged": True}
+    assert pod["tolerations"] == [{"operator": "Exists"}]  # every node, as the CSI plugin
     propagated = [m for m in fuse_container["volumeMounts"] if m.get("mountPropagation")]
     assert len(propagated) == 1 and propagated[0]["mountPropagation"] == "Bidirectional"
     assert root.startswith(propagated[0]["mountPath"] + "/")
