@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 PART = 8 << 20
 PARALLEL = 8
 STREAM_CHUNK = 1 << 20
+NO_CACHE = "no cache: a warm read is the cold read (warm rows' ratios use the cold figure)"
 
 
 def make_client(env: UfsEnv) -> S3Client:
@@ -73,6 +74,11 @@ class Boto3Get(System):
     name = "boto3-get"
     label = "direct S3, boto3 single GET"
     cold_how = "no cache; S3 server's page cache dropped"
+    skips = {
+        "seq_warm": NO_CACHE,
+        "small_warm": NO_CACHE,
+        "model_load": NO_CACHE,
+    }
 
     def __init__(self) -> None:
         self._env: UfsEnv | None = None
@@ -135,8 +141,8 @@ class Boto3Ranged(Boto3Get):
     name = "boto3-ranged"
     label = "direct S3, boto3 8 parallel ranged GETs"
     skips = {
+        **Boto3Get.skips,
         "small_cold": "one GET per 64 KiB file, as boto3-get",
-        "small_warm": "one GET per 64 KiB file, as boto3-get",
         "ls_lR": "the same ListObjectsV2 calls as boto3-get",
         "stat": "the same HeadObject calls as boto3-get",
     }

@@ -17,6 +17,8 @@ PEERS = ("fsspec-blockcache", "fsspec-simplecache", "rclone", "s3fs-fuse")
 OURS = ("cachecluster-client", "cachecluster-fuse")
 WARM = ("seq_warm", "random_1m", "small_warm", "concurrent_4", "model_load")
 PERCENTILES = (50, 90, 99)
+COLD_OF = {"seq_warm": "seq_cold", "small_warm": "small_cold", "model_load": "model_cold"}
+"""The baseline has no cache: a warm row's ratio falls back to its cold figure."""
 
 
 def percentile(values: list[float], pct: int) -> float:
@@ -37,6 +39,8 @@ def summarize(document: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
             entry: dict[str, Any] = {"n": len(values)}
             if values:
                 entry.update(median=statistics.median(values), min=min(values), max=max(values))
+                if cell.get("items"):
+                    entry["items_min"] = min(cell["items"])
                 for pct in PERCENTILES if cell["latencies_ms"] else ():
                     entry[f"p{pct}_ms"] = percentile(cell["latencies_ms"], pct)
             if record["status"] == "missing":
@@ -51,7 +55,9 @@ def summarize(document: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
     baseline = out.get(document["baseline"], {})
     for _name, cells in out.items():
         for workload, entry in cells.items():
-            base = baseline.get(workload, {}).get("median")
+            base = baseline.get(workload, {}).get("median") or baseline.get(
+                COLD_OF.get(workload, ""), {}
+            ).get("median")
             if base and "median" in entry and entry["median"] > 0:
                 ratio = entry["median"] / base
                 entry["ratio"] = ratio if better[workload] == "higher" else 1 / ratio
@@ -130,6 +136,8 @@ def markdown(document: dict[str, Any], summary: dict[str, Any], stem: str) -> st
         "",
         f"## Speed-up against {document['baseline']} (median / baseline median; > 1 is faster)",
         "",
+        "The baseline has no cache, so warm rows are divided by its cold figure.",
+        "",
         head,
         rule,
     ]
@@ -152,6 +160,20 @@ def markdown(document: dict[str, Any], summary: dict[str, Any], stem: str) -> st
             for n in systems
             if "p50_ms" in (e := summary[n].get("random_1m", {}))
         ) + "."]  # fmt: skip
+    capped = [
+        f"{name} {w['id']} {summary[name][w['id']]['items_min']}"
+        for w in workloads
+        for name in systems
+        if summary[name][w["id"]].get("items_min", layout["small_files"]) < layout["small_files"]
+    ]
+    if capped:
+        lines += [
+            "",
+            f"Passes over the small files stop after {document['pass_seconds']:g} s; these "
+            f"did fewer than all {layout['small_files']} files (fewest in a round): "
+            + "; ".join(capped)
+            + ".",
+        ]
     lines += ["", "## How each figure was taken", ""]
     lines += [f"- {w['title']}: {w['cache']}." for w in workloads]
     lines += ["", "## Systems", ""]

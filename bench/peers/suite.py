@@ -77,6 +77,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--random-reads", type=int, default=256, help="1 MiB reads per round")
     parser.add_argument("--systems", type=lambda v: _names(v, systems, "systems"), default=systems)
     parser.add_argument("--workloads", type=lambda v: _names(v, loads, "workloads"), default=loads)
+    parser.add_argument(
+        "--pass-seconds",
+        type=float,
+        default=8.0,
+        help="time cap of one pass over the small files (read or stat); files/s over what it did",
+    )
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per measurement")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where results go")
     parser.add_argument("--stamp", default=None, help="file name stem (default: UTC date-time)")
@@ -93,7 +99,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="keep the page cache (quick checks only: cold figures are then not cold)",
     )
     args = parser.parse_args(argv)
-    for flag in ("size_mib", "small_files", "model_mib", "runs", "random_reads"):
+    for flag in ("size_mib", "small_files", "model_mib", "runs", "random_reads", "pass_seconds"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag.replace('_', '-')} {getattr(args, flag)}: must be >= 1")
     return args
@@ -130,13 +136,15 @@ class SystemRun:
 
     def __init__(self, system: System, layout: Layout, args: argparse.Namespace) -> None:
         self.system, self.layout, self.args = system, layout, args
+        self.small_read = layout.small_files
+        """Small files the last cold pass read (the warm pass reads the same)."""
         self.record: dict[str, Any] = {
             "label": system.label,
             "cold_how": system.cold_how,
             "status": "ok",
             "reason": None,
             "workloads": {
-                w: {"values": [], "latencies_ms": [], "error": None, "skipped": None}
+                w: {"values": [], "items": [], "latencies_ms": [], "error": None, "skipped": None}
                 for w in args.workloads
             },
         }
@@ -160,6 +168,8 @@ class SystemRun:
             return
         cell["values"].append(sample.value)
         cell["latencies_ms"].extend(sample.latencies_ms)
+        if sample.items is not None:
+            cell["items"].append(sample.items)
         unit = BY_ID[workload].unit
         print(f"  {workload}: {sample.value:.3f} {unit}", flush=True)
 
@@ -174,18 +184,28 @@ class SystemRun:
             system.fresh()
         self.measure("model_load", lambda: workloads.model_load(system, layout))
         self.measure("seq_cold", lambda: workloads.sequential(system, layout))
-        self.measure("small_cold", lambda: workloads.small_files(system, layout, False))
+        self.measure("small_cold", lambda: self.small_pass(layout.small_files, False))
         self.measure("seq_warm", lambda: workloads.sequential(system, layout))
-        self.measure("small_warm", lambda: workloads.small_files(system, layout, index == 0))
+        self.measure("small_warm", lambda: self.small_pass(self.small_read, index == 0))
         seed = layout.seed + index
         reads = args.random_reads
         self.measure("random_1m", lambda: workloads.random_reads(system, layout, reads, seed))
         self.measure("concurrent_4", lambda: workloads.concurrent(system, layout))
-        for workload, body in (("ls_lR", workloads.listing), ("stat", workloads.stats)):
+        for workload, body in (
+            ("ls_lR", lambda: workloads.listing(system, layout)),
+            ("stat", lambda: workloads.stats(system, layout, args.pass_seconds)),
+        ):
             if workload in args.workloads and workload not in system.skips:
                 with deadline(args.timeout):
                     system.fresh()
-            self.measure(workload, lambda body=body: body(system, layout))  # type: ignore[misc]
+            self.measure(workload, body)
+
+    def small_pass(self, limit: int, check: bool) -> Sample:
+        """One pass over the first ``limit`` small files; remembers how many it read."""
+        sample, self.small_read = workloads.small_files(
+            self.system, self.layout, limit, self.args.pass_seconds, check
+        )
+        return sample
 
     def run(self, env: UfsEnv) -> dict[str, Any]:
         """Start, do every round, stop; the record."""
@@ -266,6 +286,7 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
         },
         "runs": args.runs,
         "random_reads": args.random_reads,
+        "pass_seconds": args.pass_seconds,
         "ufs": "SeaweedFS S3 on 127.0.0.1, data on disk (page cache dropped before each figure)",
         "workloads": [
             {"id": w.id, "title": w.title, "unit": w.unit, "better": w.better, "cache": w.cache}
