@@ -15,8 +15,12 @@
   are skipped but for one probe a second, so a dead worker costs one failed
   attempt a second rather than one a block.
 * **Metadata.** ``stat`` and ``list_dir`` answers live ``metadata_ttl`` seconds;
-  a listing also fills the status of each entry. When the master cannot be
-  reached, expired entries keep being served, so reads go on while it is away.
+  a listing also fills the status of each entry, and a ``stat`` whose entry
+  expired in a folder listed before lists that folder again (one call for
+  all its files rather than one a file, as a reader walking a folder of
+  10,000 files needs). One call a key is in flight at a time. When the
+  master cannot be reached, expired entries keep being served, so reads go
+  on while it is away.
 * **Mounts.** ``GetMount`` answers and one UFS backend a mount, for reading
   straight from the UFS when no worker can serve a block.
 """
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
 import time
@@ -42,7 +47,7 @@ from cachecluster.client.master_api import (
     MountInfo,
     RingInfo,
 )
-from cachecluster.common.errors import NotFound, Unavailable
+from cachecluster.common.errors import CacheClusterError, NotFound, Unavailable
 from cachecluster.common.ring import HashRing
 from cachecluster.ufs.base import UfsBackend
 from cachecluster.ufs.registry import create_backend
@@ -145,6 +150,7 @@ class ClusterView:
         # worker id -> [monotonic time it stops being suspect, time of its next probe]
         self._suspects: dict[str, list[float]] = {}
         self._metadata: OrderedDict[tuple[str, ...], _Cached] = OrderedDict()
+        self._fetching: dict[tuple[str, ...], asyncio.Future[object]] = {}
         self._mounts: dict[str, MountInfo] = {}
         self._backends: dict[str, UfsBackend] = {}
         self._mount_locks: dict[str, asyncio.Lock] = {}
@@ -279,7 +285,22 @@ class ClusterView:
             if not datasets:
                 raise NotFound(f"no namespace {path.namespace!r} with datasets")
             return FileInfo.directory(path.namespace)
-        return await self._cached(("stat", str(path)), lambda: self.api.get_status(path))
+        key = ("stat", str(path))
+        held = self._metadata.get(key)
+        if held is not None and held.expires > time.monotonic():
+            self._metadata.move_to_end(key)
+            return held.value  # type: ignore[return-value]
+        if path.path:
+            parent = DatasetPath(path.namespace, path.dataset, path.path.rpartition("/")[0])
+            if ("list", str(parent), "") in self._metadata:  # listed before: list it again
+                try:
+                    await self.list_dir(parent)
+                except CacheClusterError as exc:  # e.g. the folder went: ask for the file
+                    log.debug("listing %s again failed: %s", parent, exc)
+                held = self._metadata.get(key)
+                if held is not None and held.expires > time.monotonic():
+                    return held.value  # type: ignore[return-value]
+        return await self._cached(key, lambda: self.api.get_status(path))
 
     async def list_dir(self, path: DatasetPath, *, recursive: bool = False) -> list[FileInfo]:
         """Entries of a directory (every descendant file when ``recursive``)."""
@@ -327,15 +348,26 @@ class ClusterView:
         if entry is not None and entry.expires > now:
             self._metadata.move_to_end(key)
             return entry.value  # type: ignore[return-value]
+        flight = self._fetching.get(key)
+        if flight is None:  # one call a key at a time; the others wait for its answer
+            started: asyncio.Future[object] = asyncio.ensure_future(fetch())
+            self._fetching[key] = flight = started
+            started.add_done_callback(functools.partial(self._fetched, key))
         try:
-            value = await fetch()
+            value = await asyncio.shield(flight)
         except Unavailable:
             if entry is not None:  # the master is away: stale is better than nothing
                 log.debug("master unavailable, serving cached %s", key)
                 return entry.value  # type: ignore[return-value]
             raise
         self._store(key, value, now + self.metadata_ttl)
-        return value
+        return value  # type: ignore[return-value]
+
+    def _fetched(self, key: tuple[str, ...], flight: asyncio.Future[object]) -> None:
+        if self._fetching.get(key) is flight:
+            del self._fetching[key]
+        if not flight.cancelled():
+            flight.exception()  # retrieved: the waiters raise it
 
     def _store(self, key: tuple[str, ...], value: object, expires: float) -> None:
         self._metadata[key] = _Cached(expires, value)

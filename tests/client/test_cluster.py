@@ -8,6 +8,7 @@ is SIGKILLed or the master is gone.
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 import io
 import random
@@ -16,6 +17,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import fsspec
 import pytest
@@ -118,6 +120,34 @@ async def test_ls_and_stat(cluster: Cluster) -> None:
             await client.open(cluster.path("dir"))
         with pytest.raises(InvalidPath):
             await client.stat(cluster.path("../../etc/passwd"))
+
+
+async def test_expired_stats_of_a_listed_folder_cost_one_listing(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with AsyncClient(cluster.address, metadata_ttl=0.3) as client:
+        names = await client.ls(cluster.path("dir"))
+        calls: collections.Counter[str] = collections.Counter()
+        for method in ("get_status", "list_status"):
+            real = getattr(client.api, method)
+
+            async def counted(
+                *args: object, _real: Any = real, _name: str = method, **kwargs: object
+            ) -> Any:
+                calls[_name] += 1
+                return await _real(*args, **kwargs)
+
+            monkeypatch.setattr(client.api, method, counted)
+        await asyncio.sleep(0.4)  # every entry expired
+        infos = await asyncio.gather(*(client.stat(name) for name in names))
+        assert [info.path for info in infos] == names
+        assert calls == {"list_status": 1}  # one listing for all, at once
+        info = await client.stat(cluster.path("dir/sub/b.bin"))  # "dir/sub" was never listed
+        assert info.size == len(cluster.files["dir/sub/b.bin"])
+        assert calls == {"list_status": 1, "get_status": 1}
+        with pytest.raises(NotFound):  # not in the new listing: the master says so itself
+            await client.stat(cluster.path("dir/missing.bin"))
+        assert calls["get_status"] == 2
 
 
 async def test_parallel_readers(cluster: Cluster) -> None:
