@@ -20,7 +20,7 @@ import errno
 import logging
 import os
 import stat
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -135,6 +135,7 @@ class CacheClusterOperations(pyfuse3.Operations):
         self.direct_io = direct_io
         self._paths: dict[int, str] = {pyfuse3.ROOT_INODE: ""}
         self._inodes: dict[str, int] = {"": pyfuse3.ROOT_INODE}
+        self._lookups: dict[int, int] = {}  # inode -> the kernel's lookup count of it
         self._next_inode = pyfuse3.ROOT_INODE + 1
         self._files: dict[int, _Handle] = {}
         self._dirs: dict[int, list[tuple[str, FileInfo]]] = {}
@@ -158,6 +159,18 @@ class CacheClusterOperations(pyfuse3.Operations):
             self._inodes[relative] = inode
             self._paths[inode] = relative
         return inode
+
+    def _looked_up(self, relative: str) -> int:
+        """The inode of ``relative``, counted once more as known to the kernel."""
+        inode = self._inode(relative)
+        if inode != pyfuse3.ROOT_INODE:
+            self._lookups[inode] = self._lookups.get(inode, 0) + 1
+        return inode
+
+    @property
+    def inode_count(self) -> int:
+        """Inodes in the table (the root included)."""
+        return len(self._paths)
 
     def _path(self, inode: int) -> str:
         try:
@@ -219,7 +232,7 @@ class CacheClusterOperations(pyfuse3.Operations):
 
         async def run() -> pyfuse3.EntryAttributes:
             info = await self._stat(relative)
-            return self._attributes(self._inode(relative), info)
+            return self._attributes(self._looked_up(relative), info)
 
         return await self._call(f"lookup {relative}", run)
 
@@ -265,12 +278,33 @@ class CacheClusterOperations(pyfuse3.Operations):
                 index + 1,
             ):
                 break
+            self._looked_up(relative)  # an entry sent counts as a lookup (readdirplus)
 
     def _relative(self, full: str) -> str:
         prefix = self.view.prefix
         if not prefix:
             return full
         return full[len(prefix) + 1 :] if full.startswith(prefix + "/") else ""
+
+    async def forget(self, inode_list: Sequence[tuple[pyfuse3.InodeT, int]]) -> None:
+        """The kernel dropped lookups of inodes: free those it no longer knows.
+
+        The path gets a new inode when it is looked up again. Counts only ever
+        err high (a reply the kernel dropped), so an inode the kernel still
+        holds is never freed.
+        """
+        for inode, count in inode_list:
+            left = self._lookups.get(inode, 0) - count
+            if left > 0:
+                self._lookups[inode] = left
+                continue
+            self._lookups.pop(inode, None)
+            if inode == pyfuse3.ROOT_INODE:
+                continue
+            relative = self._paths.pop(inode, None)
+            if relative is not None and self._inodes.get(relative) == inode:
+                del self._inodes[relative]
+            self._cached_version.pop(inode, None)
 
     async def releasedir(self, fh: pyfuse3.FileHandleT) -> None:
         self._dirs.pop(fh, None)
