@@ -143,7 +143,7 @@ class AsyncFile:
         """Up to ``size`` bytes at ``offset`` without a copy, or None: use :meth:`pread_into`.
 
         A read-only view of the block file of a worker on this host (memory
-        tier); it never crosses a block end. See
+        tier); a range over several blocks is one copy of their views. See
         :meth:`cachecluster.client.reader.FileReader.local_view`.
         """
         try:

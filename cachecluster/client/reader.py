@@ -492,33 +492,39 @@ class FileReader:
         return length
 
     async def local_view(self, offset: int, size: int) -> memoryview | None:
-        """Up to ``size`` bytes at ``offset`` as a read-only view of a same-host block file.
+        """Up to ``size`` bytes at ``offset`` from the block files of same-host workers.
 
-        No copy: the view maps the block on its owner's memory tier. None when
-        the range is empty or crosses a block end, or the block cannot be
-        mapped (see :meth:`BlockFetcher.local_view`): then read it with
+        Within one block the bytes are a read-only view of the block mapped
+        from its owner's memory tier: no copy. A range over several blocks
+        (a reader's unaligned buffer makes the kernel's ``direct_io``
+        requests straddle block ends) is one copy of their views. None when
+        the range is empty or a block cannot be mapped (see
+        :meth:`BlockFetcher.local_view`): then read it with
         :meth:`pread_into`. Blocks after it are mapped ahead.
         """
         self._check_open()
         length = min(size, self.size - offset)
         if offset < 0 or length <= 0:
             return None
-        index, start = divmod(offset, self.block_size)
-        if start + length > block_length(index, self.size, self.block_size):
-            return None
-        view = await self.fetcher.local_view(self.info, index, start, length)
-        if view is not None and self.readahead_blocks:
-            block_total = (self.size + self.block_size - 1) // self.block_size
-            first = max(index + 1, self._mapped_ahead + 1)
-            last = min(index + self.readahead_blocks, block_total - 1)
-            for ahead in range(first, last + 1):
-                self.fetcher.spawn(
-                    self.fetcher.map_ahead(
-                        self.info, ahead, block_length(ahead, self.size, self.block_size)
-                    )
-                )
-            self._mapped_ahead = max(self._mapped_ahead, last)
-        return view
+        spans = split_range(offset, length, self.size, self.block_size)
+        views: list[memoryview] = []
+        for span in spans:
+            view = await self.fetcher.local_view(self.info, span.block, span.start, span.length)
+            if view is None:
+                return None
+            views.append(view)
+        if self.readahead_blocks:
+            self._map_ahead(spans[-1].block)
+        return views[0] if len(views) == 1 else memoryview(b"".join(views))
+
+    def _map_ahead(self, index: int) -> None:
+        block_total = (self.size + self.block_size - 1) // self.block_size
+        first = max(index + 1, self._mapped_ahead + 1)
+        last = min(index + self.readahead_blocks, block_total - 1)
+        for ahead in range(first, last + 1):
+            length = block_length(ahead, self.size, self.block_size)
+            self.fetcher.spawn(self.fetcher.map_ahead(self.info, ahead, length))
+        self._mapped_ahead = max(self._mapped_ahead, last)
 
     async def close(self) -> None:
         """Stop read-ahead for this file; its buffers go back to the pool when their reads end."""
