@@ -53,6 +53,10 @@ log = logging.getLogger("cachecluster.client")
 DEFAULT_READAHEAD_BLOCKS = 4
 DEFAULT_BLOCK_TIMEOUT = 30.0
 DEFAULT_MAX_PARALLEL_BLOCKS = 32
+MIN_LOCAL_FILE_SIZE = 1 << 20
+"""Files smaller than this are read over the data protocol even from a same-host
+worker: for them one round trip with the bytes beats a passed file (an ``open``
+round trip, then a mapping or a pread, then closing it)."""
 MAX_FREE_BUFFER_BYTES = 64 * 1024 * 1024
 """Read-ahead buffers a client keeps for reuse, at most (in bytes)."""
 
@@ -164,7 +168,13 @@ class BlockFetcher:
                 try:
                     async with asyncio.timeout(self.block_timeout):
                         got = await self._from_worker(
-                            candidate, block_id, ref, start, view, dataset_of(info.path)
+                            candidate,
+                            block_id,
+                            ref,
+                            start,
+                            view,
+                            dataset_of(info.path),
+                            local=info.size >= MIN_LOCAL_FILE_SIZE,
                         )
                 except VersionChanged:
                     raise
@@ -208,8 +218,10 @@ class BlockFetcher:
         start: int,
         view: memoryview,
         dataset: str,
+        *,
+        local: bool = True,
     ) -> int:
-        block = await self._local_block(candidate, block_id, ref, dataset)
+        block = await self._local_block(candidate, block_id, ref, dataset) if local else None
         if block is not None:
             return await block.read_into(start, view)
         try:
@@ -256,10 +268,11 @@ class BlockFetcher:
         """Bytes of block ``index`` without a copy, mapped from its owner's memory tier.
 
         None when that owner is not on this host, the block is not on a
-        memory tier, or anything fails: then :meth:`read` it (which has the
-        fallbacks). Only ``VersionChanged`` is raised.
+        memory tier, the file is small (:data:`MIN_LOCAL_FILE_SIZE`), or
+        anything fails: then :meth:`read` it (which has the fallbacks). Only
+        ``VersionChanged`` is raised.
         """
-        if self.local is None:
+        if self.local is None or info.size < MIN_LOCAL_FILE_SIZE:
             return None
         key = BlockKey(info.mount_id, info.mount_path, info.version, index)
         block_id = key.id

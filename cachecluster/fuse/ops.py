@@ -44,6 +44,9 @@ answer the kernel's 128 KiB-1 MiB requests with memoryviews of them: one
 client call a chunk (the client reads 8 MiB at 1.5-1.8 GB/s, 128 KiB calls
 at a fraction of that)."""
 KEEP_CHUNKS = 4
+OPEN_PREFETCH = 1 << 20
+"""Files up to this size are fetched whole as soon as they are opened: the
+worker's round trip then overlaps the kernel's turn from OPEN to READ."""
 NEAR_CHUNKS = 8
 """A read within this many chunks of the last one counts as sequential (the
 kernel's concurrent read-ahead requests arrive slightly out of order)."""
@@ -92,6 +95,12 @@ class _Handle:
         async with self.lock:
             got = await self.file.pread_into(off, buffer)
         return memoryview(buffer)[:got]
+
+
+def _retrieved(task: asyncio.Task[memoryview]) -> None:
+    """Mark a prefetch's outcome as seen (a failure reaches the read that awaits it)."""
+    if not task.cancelled():
+        task.exception()
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,7 +338,9 @@ class CacheClusterOperations(pyfuse3.Operations):
             file = await self.client.open(self.view.full(relative))
             fh = self._next_fh
             self._next_fh += 1
-            self._files[fh] = _Handle(file, asyncio.Lock())
+            handle = self._files[fh] = _Handle(file, asyncio.Lock())
+            if 0 < file.size <= OPEN_PREFETCH:  # the whole small file, while the kernel turns
+                handle.chunk(0).add_done_callback(_retrieved)  # a read reports its errors
             # Keep the kernel's pages while the version is the one they came from.
             version = file.info.version
             keep = self._cached_version.get(inode) == version
