@@ -9,6 +9,10 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	@# s3fs (a bench peer) pins botocore through aiobotocore: install it first and the boto3
+	@# of that botocore, or pip's resolver backtracks through every boto3 release.
+	$(BIN)/pip install -q 's3fs>=2026.9'
+	$(BIN)/pip install -q "boto3==$$($(BIN)/python -c 'import botocore; print(botocore.__version__)')"
 	$(BIN)/pip install -q -e '.[dev]'
 	@if pkg-config --exists fuse3 2>/dev/null; then $(BIN)/pip install -q -e '.[fuse]'; fi
 	touch $(STAMP)
