@@ -45,7 +45,17 @@ _DATASET_IGNORED = frozenset(
     {"owner", "nodeAffinity", "tolerations", "placement", "dataRestoreLocation"}
 )
 _RUNTIME_REF_FIELDS = frozenset({"name", "namespace", "category", "type", "masterReplicas"})
-_RUNTIME_FIELDS = frozenset({"replicas", "tieredstore"})
+_RUNTIME_FIELDS = frozenset({"replicas", "tieredstore", "master", "worker", "fuse"})
+_COMPONENTS = ("master", "worker", "fuse")
+_COMPONENT_FIELDS = frozenset({"resources", "nodeSelector", "env", "tolerations"})
+_RESOURCE_KEYS = ("requests", "limits")
+_TOLERATION_FIELDS = frozenset({"key", "operator", "value", "effect", "tolerationSeconds"})
+_TOLERATION_OPERATORS = ("Exists", "Equal")
+_TOLERATION_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+_QUANTITY_RE = re.compile(
+    r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+|[numkMGTPE]|[KMGTPE]i)?$"
+)
+_ENV_NAME_RE = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 _DATALOAD_FIELDS = frozenset(
     {"dataset", "target", "loadMetadata", "policy", "schedule", "ttlSecondsAfterFinished"}
 )
@@ -425,19 +435,172 @@ def _check_layout(where: str, mounts: tuple[Mount, ...]) -> None:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class EnvVar:
+    """One ``env`` entry of a component: a literal ``value`` or a Kubernetes ``valueFrom``."""
+
+    name: str
+    value: str | None = None
+    value_from: Mapping[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name}
+        if self.value_from is not None:
+            out["valueFrom"] = dict(self.value_from)
+        else:
+            out["value"] = self.value or ""
+        return out
+
+
+def _resources(field: str, raw: Any) -> dict[str, dict[str, str]]:
+    """``resources``: ``requests``/``limits`` of quantities (numbers become strings)."""
+    if raw is None:
+        return {}
+    resources: dict[str, dict[str, str]] = {}
+    for key, amounts in _mapping(field, raw).items():
+        if key not in _RESOURCE_KEYS:
+            raise ConfigError(f"{field}.{key}", "unknown field (known: limits, requests)")
+        checked: dict[str, str] = {}
+        for resource, amount in _mapping(f"{field}.{key}", amounts).items():
+            number = isinstance(amount, int | float) and not isinstance(amount, bool)
+            text = str(amount) if number else amount
+            if not isinstance(text, str) or not _QUANTITY_RE.match(text):
+                raise ConfigError(
+                    f"{field}.{key}.{resource}", f"{amount!r} is not a quantity (e.g. 500m, 4Gi)"
+                )
+            checked[str(resource)] = text
+        resources[str(key)] = checked
+    return resources
+
+
+def _env(field: str, raw: Any) -> tuple[EnvVar, ...]:
+    """``env`` as Fluid writes it: a name -> value mapping (Jindo, Alluxio) or a list of
+    Kubernetes EnvVars (JuiceFS: ``name`` with ``value`` or ``valueFrom``)."""
+    if raw is None:
+        return ()
+    items: list[EnvVar] = []
+    if isinstance(raw, Mapping):
+        for key, text in _string_map(field, raw).items():
+            items.append(EnvVar(key, text))
+    else:
+        for i, entry in enumerate(_list(field, raw)):
+            where = f"{field}[{i}]"
+            item = _mapping(where, entry)
+            _unknown(where, item, frozenset({"name", "value", "valueFrom"}))
+            name = item.get("name")
+            if not isinstance(name, str) or not name:
+                raise ConfigError(f"{where}.name", "is required")
+            value, value_from = item.get("value"), item.get("valueFrom")
+            if value is not None and value_from is not None:
+                raise ConfigError(where, "has both value and valueFrom (give one)")
+            if value_from is not None:
+                items.append(EnvVar(name, None, dict(_mapping(f"{where}.valueFrom", value_from))))
+                continue
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(
+                    f"{where}.value",
+                    f"expected a string, got {type(value).__name__} (quote numbers and booleans)",
+                )
+            items.append(EnvVar(name, value or ""))
+    seen: set[str] = set()
+    for env in items:
+        if not _ENV_NAME_RE.match(env.name):
+            raise ConfigError(f"{field}.{env.name}", "is not a valid environment variable name")
+        if env.name in seen:
+            raise ConfigError(f"{field}.{env.name}", "is set twice")
+        seen.add(env.name)
+    return tuple(items)
+
+
+def _tolerations(field: str, raw: Any) -> tuple[Mapping[str, Any], ...]:
+    """``tolerations``: Kubernetes tolerations, checked field by field."""
+    if raw is None:
+        return ()
+    found: list[Mapping[str, Any]] = []
+    for i, item in enumerate(_list(field, raw)):
+        where = f"{field}[{i}]"
+        item = _mapping(where, item)
+        _unknown(where, item, _TOLERATION_FIELDS)
+        operator = item.get("operator", "Equal")
+        if operator not in _TOLERATION_OPERATORS:
+            raise ConfigError(
+                f"{where}.operator",
+                f"{operator!r} is not one of {', '.join(_TOLERATION_OPERATORS)}",
+            )
+        effect = item.get("effect")
+        if effect not in (None, "", *_TOLERATION_EFFECTS):
+            raise ConfigError(
+                f"{where}.effect", f"{effect!r} is not one of {', '.join(_TOLERATION_EFFECTS)}"
+            )
+        for key in ("key", "value"):
+            if item.get(key) is not None and not isinstance(item[key], str):
+                raise ConfigError(f"{where}.{key}", f"expected a string, got {item[key]!r}")
+        if operator == "Exists" and item.get("value"):
+            raise ConfigError(f"{where}.value", "must be empty with operator Exists")
+        seconds = item.get("tolerationSeconds")
+        if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, int)):
+            raise ConfigError(f"{where}.tolerationSeconds", f"{seconds!r} is not an integer")
+        found.append(dict(item))
+    return tuple(found)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ComponentSpec:
+    """``spec.master``, ``spec.worker`` or ``spec.fuse`` of a runtime: how its pods run
+    (Fluid's fields of the same names; all optional)."""
+
+    resources: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
+    """``requests``/``limits`` -> resource -> quantity text."""
+    node_selector: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    env: tuple[EnvVar, ...] = ()
+    tolerations: tuple[Mapping[str, Any], ...] = ()
+
+    @classmethod
+    def from_dict(cls, raw: Any, field: str, *, strict: bool = True) -> ComponentSpec:
+        """Validate one component; ``strict`` refuses fields other than Fluid's four above."""
+        if raw is None:
+            return cls()
+        raw = _mapping(field, raw)
+        if strict:
+            _unknown(field, raw, _COMPONENT_FIELDS)
+        return cls(
+            resources=_resources(f"{field}.resources", raw.get("resources")),
+            node_selector=_string_map(f"{field}.nodeSelector", raw.get("nodeSelector")),
+            env=_env(f"{field}.env", raw.get("env")),
+            tolerations=_tolerations(f"{field}.tolerations", raw.get("tolerations")),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.resources:
+            out["resources"] = {key: dict(value) for key, value in self.resources.items()}
+        if self.node_selector:
+            out["nodeSelector"] = dict(self.node_selector)
+        if self.env:
+            out["env"] = [item.to_dict() for item in self.env]
+        if self.tolerations:
+            out["tolerations"] = [dict(item) for item in self.tolerations]
+        return out
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class CacheRuntimeSpec:
-    """A runtime ``spec``: how many workers and their tiers (``tieredstore.levels``)."""
+    """A runtime ``spec``: how many workers, their tiers (``tieredstore.levels``) and
+    how the master, worker and FUSE pods run (``master``, ``worker``, ``fuse``)."""
 
     replicas: int = 1
     tiers: tuple[TierConfig, ...] = ()
     """Fastest first; empty when the document has no ``tieredstore``."""
+    master: ComponentSpec = ComponentSpec()
+    worker: ComponentSpec = ComponentSpec()
+    fuse: ComponentSpec = ComponentSpec()
 
     @classmethod
     def from_dict(
         cls, raw: Any, where: str = "runtime", *, strict: bool = True
     ) -> CacheRuntimeSpec:
         """Validate a runtime ``spec``. ``strict`` refuses unknown fields (our own kind);
-        Fluid's runtime kinds carry many fields (``master``, ``fuse``...) that are ignored."""
+        Fluid's runtime kinds carry many fields (``master.properties``, ``jvmOptions``...)
+        that are ignored, while the fields we know are checked in both."""
         if raw is None:
             raw = {}
         raw = _mapping(f"{where}: spec", raw)
@@ -457,12 +620,20 @@ class CacheRuntimeSpec:
                 tiers = tuple(tiers_from_levels(levels))
             except ConfigError as exc:
                 raise ConfigError(f"{where}: spec.{exc.field}", exc.reason) from None
-        return cls(replicas=replicas, tiers=tiers)
+        components = {
+            name: ComponentSpec.from_dict(raw.get(name), f"{where}: spec.{name}", strict=strict)
+            for name in _COMPONENTS
+        }
+        return cls(replicas=replicas, tiers=tiers, **components)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"replicas": self.replicas}
         if self.tiers:
             out["tieredstore"] = {"levels": [tier.to_dict() for tier in self.tiers]}
+        for name in _COMPONENTS:
+            component = getattr(self, name).to_dict()
+            if component:
+                out[name] = component
         return out
 
     def describe_tiers(self) -> str:

@@ -177,7 +177,7 @@ def runtime_spec_schema() -> Schema:
         required=("mediumtype", "path", "quota"),
     )
     return _object(
-        "The cache cluster: workers and their tiers.",
+        "The cache cluster: workers and their tiers, and how each component's pods run.",
         {
             "replicas": _integer("Number of workers.", minimum=1, default=1),
             "tieredstore": _object(
@@ -185,6 +185,54 @@ def runtime_spec_schema() -> Schema:
                 {"levels": _array("The tiers.", level, minItems=1)},
                 required=("levels",),
             ),
+            "master": component_schema("The master's pod."),
+            "worker": component_schema("Each worker's pod."),
+            "fuse": component_schema("Each node's FUSE pod (default: tolerates every taint)."),
+        },
+    )
+
+
+def component_schema(description: str) -> Schema:
+    """``spec.master``/``worker``/``fuse`` (:class:`cachecluster.api.ComponentSpec`)."""
+    quantities = {
+        "type": "object",
+        "additionalProperties": {
+            "x-kubernetes-int-or-string": True,
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+        },
+    }
+    toleration = _object(
+        "A Kubernetes toleration.",
+        {
+            "key": _string("Taint key (empty with Exists: every taint)."),
+            "operator": _string("Exists or Equal (default).", enum=["Exists", "Equal"]),
+            "value": _string("Taint value (Equal)."),
+            "effect": _string(
+                "NoSchedule, PreferNoSchedule or NoExecute (empty: all).",
+                enum=["", "NoSchedule", "PreferNoSchedule", "NoExecute"],
+            ),
+            "tolerationSeconds": _integer(
+                "How long a NoExecute taint is tolerated.", format="int64"
+            ),
+        },
+    )
+    return _object(
+        description,
+        {
+            "resources": _object(
+                "Compute resources of the container, as in a pod.",
+                {
+                    "requests": {**quantities, "description": "e.g. cpu: 500m, memory: 1Gi."},
+                    "limits": {**quantities, "description": "e.g. memory: 8Gi."},
+                },
+            ),
+            "nodeSelector": _string_map("Node labels the pods must run on."),
+            "env": {
+                "description": "Environment of the container: a NAME: value mapping (Fluid's "
+                "Jindo/Alluxio form) or a list of EnvVars (name with value or valueFrom).",
+                "x-kubernetes-preserve-unknown-fields": True,
+            },
+            "tolerations": _array("Taints the pods tolerate.", toleration),
         },
     )
 

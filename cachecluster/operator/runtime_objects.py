@@ -16,7 +16,10 @@ returns, in creation order:
    under :func:`~cachecluster.operator.naming.fuse_mount_root` on each node.
 
 Every object carries the runtime's labels and an ownerReference to it, so
-deleting the runtime removes them. A bad spec raises one
+deleting the runtime removes them. ``spec.master``, ``spec.worker`` and
+``spec.fuse`` (Fluid's fields: ``resources``, ``nodeSelector``, ``env``,
+``tolerations``) go to their pods; the FUSE pods tolerate every taint unless
+``spec.fuse.tolerations`` says otherwise. A bad spec raises one
 :class:`~cachecluster.common.errors.ConfigError` line before any object is
 built. Tier volumes: ``MEM`` is an ``emptyDir`` of ``medium: Memory`` with
 ``sizeLimit`` = quota (a ``hostPath`` if ``volumeType: hostPath`` says so);
@@ -31,14 +34,13 @@ from __future__ import annotations
 import base64
 import copy
 import posixpath
-import re
 import secrets
 import shlex
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from cachecluster.api.documents import Document, parse_document
-from cachecluster.api.models import CacheRuntimeSpec
+from cachecluster.api.models import CacheRuntimeSpec, ComponentSpec
 from cachecluster.common.auth import SECRET_BYTES, parse_secret
 from cachecluster.common.errors import ConfigError
 from cachecluster.common.units import format_size, parse_size
@@ -59,11 +61,10 @@ FUSE_TOKEN_TTL = "3650d"
 
 VOLUME_TYPES = ("emptyDir", "hostPath")
 
-_QUANTITY_RE = re.compile(
-    r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+|[numkMGTPE]|[KMGTPE]i)?$"
+RESERVED_ENV = frozenset(
+    {"POD_NAME", "POD_IP", "NODE_NAME", "CACHECLUSTER_HOME", "CACHECLUSTER_TOKEN"}
 )
-_RESOURCE_KEYS = ("requests", "limits")
-_COMPONENTS = ("master", "worker", "fuse")
+"""Environment variables the pods' commands rely on: a component's ``env`` may not set them."""
 
 
 def new_secret_hex() -> str:
@@ -87,11 +88,12 @@ def desired_runtime_objects(
     document = parse_runtime(body)
     spec = document.spec
     assert isinstance(spec, CacheRuntimeSpec)
-    resources = component_resources(body, document.where)
     tiers = spec.tiers or DEFAULT_TIERS
     for i, tier in enumerate(tiers):
         check_tier_for_pod(tier, f"{document.where}: spec.tieredstore.levels[{i}]")
-    check_memory_limit(tiers, resources.get("worker"), document.where)
+    check_memory_limit(tiers, spec.worker.resources, document.where)
+    for component in ("master", "worker", "fuse"):
+        check_env(getattr(spec, component), f"{document.where}: spec.{component}.env")
     if cluster_secret is None:
         cluster_secret = new_secret()
     parse_secret(
@@ -107,10 +109,10 @@ def desired_runtime_objects(
     return [
         cluster_secret_object(context, cluster_secret),
         master_service(context),
-        master_deployment(context, resources.get("master")),
+        master_deployment(context, spec.master),
         worker_service(context),
-        worker_statefulset(context, spec.replicas, tiers, resources.get("worker")),
-        fuse_daemonset(context, resources.get("fuse")),
+        worker_statefulset(context, spec.replicas, tiers, spec.worker),
+        fuse_daemonset(context, spec.fuse),
     ]
 
 
@@ -135,42 +137,13 @@ def check_tier_for_pod(tier: TierConfig, field: str) -> None:
         )
 
 
-def component_resources(body: Mapping[str, Any], where: str) -> dict[str, dict[str, Any]]:
-    """``spec.<master|worker|fuse>.resources`` where given (Fluid runtime kinds carry them)."""
-    spec = body.get("spec") or {}
-    found: dict[str, dict[str, Any]] = {}
-    for component in _COMPONENTS:
-        section = spec.get(component)
-        if not isinstance(section, Mapping) or section.get("resources") is None:
-            continue
-        field = f"{where}: spec.{component}.resources"
-        raw = section["resources"]
-        if not isinstance(raw, Mapping):
-            raise ConfigError(field, f"expected a mapping, got {type(raw).__name__}")
-        resources: dict[str, Any] = {}
-        for key, amounts in raw.items():
-            if key not in _RESOURCE_KEYS:
-                raise ConfigError(f"{field}.{key}", "unknown field (known: requests, limits)")
-            if not isinstance(amounts, Mapping):
-                raise ConfigError(
-                    f"{field}.{key}", f"expected a mapping, got {type(amounts).__name__}"
-                )
-            checked: dict[str, str] = {}
-            for resource, amount in amounts.items():
-                text = (
-                    str(amount)
-                    if isinstance(amount, int | float) and not isinstance(amount, bool)
-                    else amount
-                )
-                if not isinstance(text, str) or not _QUANTITY_RE.match(text):
-                    raise ConfigError(
-                        f"{field}.{key}.{resource}",
-                        f"{amount!r} is not a quantity (e.g. 500m, 4Gi)",
-                    )
-                checked[str(resource)] = text
-            resources[key] = checked
-        found[component] = resources
-    return found
+def check_env(component: ComponentSpec, field: str) -> None:
+    """Refuse a component ``env`` entry that would replace one the pod's command needs."""
+    for item in component.env:
+        if item.name in RESERVED_ENV:
+            raise ConfigError(
+                f"{field}.{item.name}", "is set by the operator (choose another name)"
+            )
 
 
 def memory_tiers_bytes(tiers: tuple[TierConfig, ...]) -> int:
@@ -183,10 +156,10 @@ def memory_tiers_bytes(tiers: tuple[TierConfig, ...]) -> int:
 
 
 def check_memory_limit(
-    tiers: tuple[TierConfig, ...], resources: dict[str, Any] | None, where: str
+    tiers: tuple[TierConfig, ...], resources: Mapping[str, Mapping[str, str]], where: str
 ) -> None:
     """Refuse a worker memory limit below its memory tiers: the kernel would kill the pod."""
-    limit_text = ((resources or {}).get("limits") or {}).get("memory")
+    limit_text = (resources.get("limits") or {}).get("memory")
     in_memory = memory_tiers_bytes(tiers)
     if limit_text is None or not in_memory:
         return
@@ -276,17 +249,35 @@ def _grpc_probes(port: int) -> dict[str, Any]:
 
 
 def _container(
-    context: _Context, name: str, resources: dict[str, Any] | None, **fields: Any
+    context: _Context,
+    name: str,
+    component: ComponentSpec,
+    env: list[dict[str, Any]],
+    **fields: Any,
 ) -> dict[str, Any]:
+    """A container of ``component``: our ``env`` first, then the spec's, and its resources."""
     container: dict[str, Any] = {
         "name": name,
         "image": context.image,
         "imagePullPolicy": context.pull_policy,
         **fields,
+        "env": [*env, *(item.to_dict() for item in component.env)],
     }
-    if resources:
-        container["resources"] = copy.deepcopy(resources)
+    if component.resources:
+        container["resources"] = copy.deepcopy(component.to_dict()["resources"])
     return container
+
+
+def _pod_spec(
+    component: ComponentSpec, containers: list[dict[str, Any]], volumes: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """A pod spec with the component's ``nodeSelector`` and ``tolerations`` where given."""
+    spec: dict[str, Any] = {"containers": containers, "volumes": volumes}
+    if component.node_selector:
+        spec["nodeSelector"] = dict(component.node_selector)
+    if component.tolerations:
+        spec["tolerations"] = [dict(item) for item in component.tolerations]
+    return spec
 
 
 # ------------------------------------------------------------------ master
@@ -321,15 +312,16 @@ def master_args() -> list[str]:
     ]
 
 
-def master_deployment(context: _Context, resources: dict[str, Any] | None) -> dict[str, Any]:
+def master_deployment(context: _Context, component: ComponentSpec) -> dict[str, Any]:
     """One master (its state is soft: rebuilt from workers and dataset specs after a restart)."""
-    container = _container(context, "master", resources, args=master_args())
+    container = _container(
+        context, "master", component, _downward_env("POD_NAME", "POD_IP"), args=master_args()
+    )
     container.update(
         ports=[
             {"name": "grpc", "containerPort": naming.MASTER_PORT},
             {"name": "metrics", "containerPort": naming.MASTER_METRICS_PORT},
         ],
-        env=_downward_env("POD_NAME", "POD_IP"),
         volumeMounts=[dict(_SECRET_MOUNT), dict(_HOME_MOUNT)],
         **_grpc_probes(naming.MASTER_PORT),
     )
@@ -343,10 +335,9 @@ def master_deployment(context: _Context, resources: dict[str, Any] | None) -> di
             "selector": {"matchLabels": naming.selector(context.name, "master")},
             "template": {
                 "metadata": context.pod_metadata("master"),
-                "spec": {
-                    "containers": [container],
-                    "volumes": [_secret_volume(context), dict(_HOME_VOLUME)],
-                },
+                "spec": _pod_spec(
+                    component, [container], [_secret_volume(context), dict(_HOME_VOLUME)]
+                ),
             },
         },
     }
@@ -424,7 +415,7 @@ def worker_statefulset(
     context: _Context,
     replicas: int,
     tiers: tuple[TierConfig, ...],
-    resources: dict[str, Any] | None,
+    component: ComponentSpec,
 ) -> dict[str, Any]:
     """The workers: stable ids (the pod names) keep each worker's place on the ring."""
     volumes = [_secret_volume(context), dict(_HOME_VOLUME)]
@@ -433,14 +424,19 @@ def worker_statefulset(
         volume, mount = tier_volume(tier)
         volumes.append(volume)
         mounts.append(mount)
-    container = _container(context, "worker", resources, args=worker_args(context, tiers))
+    container = _container(
+        context,
+        "worker",
+        component,
+        _downward_env("POD_NAME", "POD_IP"),
+        args=worker_args(context, tiers),
+    )
     container.update(
         ports=[
             {"name": "data", "containerPort": naming.WORKER_DATA_PORT},
             {"name": "grpc", "containerPort": naming.WORKER_GRPC_PORT},
             {"name": "metrics", "containerPort": naming.WORKER_METRICS_PORT},
         ],
-        env=_downward_env("POD_NAME", "POD_IP"),
         volumeMounts=mounts,
         **_grpc_probes(naming.WORKER_GRPC_PORT),
     )
@@ -455,7 +451,7 @@ def worker_statefulset(
             "selector": {"matchLabels": naming.selector(context.name, "worker")},
             "template": {
                 "metadata": context.pod_metadata("worker"),
-                "spec": {"containers": [container], "volumes": volumes},
+                "spec": _pod_spec(component, [container], volumes),
             },
         },
     }
@@ -494,16 +490,21 @@ def fuse_command(context: _Context) -> list[str]:
     return ["sh", "-c", script]
 
 
-def fuse_daemonset(context: _Context, resources: dict[str, Any] | None) -> dict[str, Any]:
+def fuse_daemonset(context: _Context, component: ComponentSpec) -> dict[str, Any]:
     """A FUSE mount of the runtime's view on every node, propagated to the host."""
     root = naming.fuse_mount_root(context.namespace, context.name)
     host_dir = posixpath.dirname(root)
-    container = _container(context, "fuse", resources, command=fuse_command(context))
+    env = [
+        *_downward_env("POD_NAME", "NODE_NAME"),
+        {"name": "CACHECLUSTER_HOME", "value": HOME_DIR},
+    ]
+    container = _container(context, "fuse", component, env, command=fuse_command(context))
+    volumes = [
+        _secret_volume(context),
+        dict(_HOME_VOLUME),
+        {"name": "fuse-root", "hostPath": {"path": host_dir, "type": "DirectoryOrCreate"}},
+    ]
     container.update(
-        env=[
-            *_downward_env("POD_NAME", "NODE_NAME"),
-            {"name": "CACHECLUSTER_HOME", "value": HOME_DIR},
-        ],
         securityContext={"privileged": True},
         volumeMounts=[
             dict(_SECRET_MOUNT),
@@ -526,15 +527,7 @@ def fuse_daemonset(context: _Context, resources: dict[str, Any] | None) -> dict[
                     # Wherever a pod may mount a dataset (tainted GPU nodes too): the
                     # CSI plugin binds from this node's FUSE mount, as it runs everywhere.
                     "tolerations": [{"operator": "Exists"}],
-                    "containers": [container],
-                    "volumes": [
-                        _secret_volume(context),
-                        dict(_HOME_VOLUME),
-                        {
-                            "name": "fuse-root",
-                            "hostPath": {"path": host_dir, "type": "DirectoryOrCreate"},
-                        },
-                    ],
+                    **_pod_spec(component, [container], volumes),
                 },
             },
         },

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from cachecluster.api import (
@@ -91,6 +93,49 @@ def test_s3_form_and_round_trips() -> None:
         "ttlSecondsAfterFinished": 30,
     }
     assert DataLoadSpec.from_dict(load).to_dict() == load
+
+
+def test_runtime_components_round_trip_in_both_fluid_env_forms() -> None:
+    spec = {
+        "replicas": 2,
+        "master": {"resources": {"requests": {"cpu": "500m", "memory": "1Gi"}}},
+        "worker": {
+            "resources": {"limits": {"memory": "8Gi", "cpu": 4}},
+            "nodeSelector": {"cache": "true"},
+            "env": {"TZ": "UTC"},
+            "tolerations": [{"key": "cache", "operator": "Exists", "effect": "NoSchedule"}],
+        },
+        "fuse": {
+            "env": [
+                {"name": "A", "value": "1"},
+                {"name": "B", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+            ]
+        },
+    }
+    parsed = CacheRuntimeSpec.from_dict(spec)
+    assert parsed.worker.resources == {"limits": {"memory": "8Gi", "cpu": "4"}}
+    assert [(e.name, e.value) for e in parsed.worker.env] == [("TZ", "UTC")]
+    assert parsed.fuse.env[1].value_from == {"secretKeyRef": {"name": "s", "key": "k"}}
+    assert CacheRuntimeSpec.from_dict(parsed.to_dict()) == parsed
+    assert parsed.to_dict()["worker"]["env"] == [{"name": "TZ", "value": "UTC"}]
+    # Fluid's kinds keep their other component fields (ignored) and check ours.
+    fluid = {"master": {"jvmOptions": ["-Xmx4G"], "resources": {"limits": {"cpu": "x"}}}}
+    with pytest.raises(ConfigError, match=r"^rt: spec.master.resources.limits.cpu: 'x' is not"):
+        CacheRuntimeSpec.from_dict(fluid, "rt", strict=False)
+    with pytest.raises(ConfigError, match=r"^rt: spec.master.jvmOptions: unknown field"):
+        CacheRuntimeSpec.from_dict({"master": {"jvmOptions": []}}, "rt")
+    del fluid["master"]["resources"]
+    assert CacheRuntimeSpec.from_dict(fluid, "rt", strict=False).master.to_dict() == {}
+    for bad, field in [
+        ({"worker": {"env": [{"name": "A", "value": "1", "valueFrom": {}}]}}, "env[0]: has both"),
+        ({"worker": {"env": {"A": "1"}, "resources": {"wants": {}}}}, "resources.wants"),
+        ({"fuse": {"tolerations": [{"effect": "Never"}]}}, "tolerations[0].effect"),
+        ({"fuse": {"tolerations": [{"tolerationSeconds": "5"}]}}, "tolerationSeconds"),
+        ({"master": "big"}, "spec.master: expected a mapping"),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(field)) as caught:
+            CacheRuntimeSpec.from_dict(bad, "rt")
+        assert "\n" not in str(caught.value)
 
 
 def test_secret_data_is_base64_and_string_data_wins() -> None:

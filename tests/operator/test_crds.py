@@ -115,6 +115,12 @@ def test_schema_fields_are_the_models_fields() -> None:
     assert _props(runtime) == models._RUNTIME_FIELDS
     level = runtime["properties"]["tieredstore"]["properties"]["levels"]["items"]
     assert _props(level) == set(tiers._LEVEL_KEYS)
+    for component in models._COMPONENTS:
+        section = runtime["properties"][component]
+        assert _props(section) == models._COMPONENT_FIELDS
+        assert _props(section["properties"]["resources"]) == set(models._RESOURCE_KEYS)
+        toleration = section["properties"]["tolerations"]["items"]
+        assert _props(toleration) == models._TOLERATION_FIELDS
 
     dataload = _root("DataLoad")["properties"]["spec"]
     assert _props(dataload) == models._DATALOAD_FIELDS

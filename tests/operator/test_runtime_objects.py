@@ -348,27 +348,74 @@ def test_cluster_secret_is_generated_once() -> None:
         desired_runtime_objects(body, cluster_secret="not hex")
 
 
-def test_defaults_without_tieredstore_and_fluid_resources() -> None:
+def test_defaults_without_tieredstore() -> None:
     plain = by_kind(desired_runtime_objects(runtime({}), cluster_secret=SECRET))
     flags = [a for a in container(plain["StatefulSet"])["args"] if a.startswith("--tier=")]
     assert (
         len(flags) == 1 and parse_tier_flag(flags[0].removeprefix("--tier=")).medium is Medium.MEM
     )
     assert plain["StatefulSet"]["spec"]["replicas"] == 1
-    spec = {
-        **THREE_TIERS,
-        "master": {"resources": {"requests": {"cpu": "500m", "memory": "1Gi"}}},
-        "worker": {"resources": {"limits": {"memory": "4Gi", "cpu": 2}}},
-    }
-    objects = desired_runtime_objects(runtime(spec, kind="JindoRuntime"), cluster_secret=SECRET)
+    for kind in ("Deployment", "StatefulSet", "DaemonSet"):
+        assert "resources" not in container(plain[kind])
+        assert "nodeSelector" not in plain[kind]["spec"]["template"]["spec"]
+    assert "tolerations" not in plain["Deployment"]["spec"]["template"]["spec"]
+    assert plain["DaemonSet"]["spec"]["template"]["spec"]["tolerations"] == [{"operator": "Exists"}]
+
+
+COMPONENTS: dict[str, Any] = {
+    "master": {
+        "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}},
+        "nodeSelector": {"cache-node": "true"},
+        "env": {"GRPC_VERBOSITY": "ERROR"},  # Fluid's Jindo/Alluxio form: a mapping
+    },
+    "worker": {
+        "resources": {"limits": {"memory": "4Gi", "cpu": 2}},
+        "nodeSelector": {"cache-node": "true"},
+        "tolerations": [{"key": "cache", "operator": "Exists", "effect": "NoSchedule"}],
+        "env": [  # Fluid's JuiceFS form: Kubernetes EnvVars
+            {"name": "TZ", "value": "UTC"},
+            {
+                "name": "NODE_IP",
+                "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}},
+            },
+        ],
+    },
+    "fuse": {
+        "nodeSelector": {"gpu": "true"},
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists"}],
+    },
+}
+
+
+@pytest.mark.parametrize("kind", ["CacheRuntime", "JindoRuntime"])
+def test_component_resources_node_selector_env_and_tolerations(kind: str) -> None:
+    """Fluid's ``spec.master/worker/fuse`` fields reach the pods, for our kind and Fluid's."""
+    objects = desired_runtime_objects(
+        runtime({**THREE_TIERS, **COMPONENTS}, kind=kind), cluster_secret=SECRET
+    )
     for obj in objects:
         validate_builtin(obj)
-    fluid = by_kind(objects)
-    assert container(fluid["Deployment"])["resources"] == {
-        "requests": {"cpu": "500m", "memory": "1Gi"}
+    found = by_kind(objects)
+    master, worker, fuse = found["Deployment"], found["StatefulSet"], found["DaemonSet"]
+    pod = {
+        name: obj["spec"]["template"]["spec"]
+        for name, obj in (("master", master), ("worker", worker), ("fuse", fuse))
     }
-    assert container(fluid["StatefulSet"])["resources"] == {"limits": {"memory": "4Gi", "cpu": "2"}}
-    assert "resources" not in container(fluid["DaemonSet"])
+    assert container(master)["resources"] == {"requests": {"cpu": "500m", "memory": "1Gi"}}
+    assert container(worker)["resources"] == {"limits": {"memory": "4Gi", "cpu": "2"}}
+    assert "resources" not in container(fuse)
+    assert pod["master"]["nodeSelector"] == pod["worker"]["nodeSelector"] == {"cache-node": "true"}
+    assert pod["fuse"]["nodeSelector"] == {"gpu": "true"}
+    assert "tolerations" not in pod["master"]
+    assert pod["worker"]["tolerations"] == COMPONENTS["worker"]["tolerations"]
+    # Given tolerations replace the FUSE pod's default (every taint).
+    assert pod["fuse"]["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists"}]
+    master_env = {e["name"]: e for e in container(master)["env"]}
+    assert master_env["GRPC_VERBOSITY"] == {"name": "GRPC_VERBOSITY", "value": "ERROR"}
+    assert {"POD_NAME", "POD_IP"} <= set(master_env)  # ours stay
+    worker_env = [e["name"] for e in container(worker)["env"]]
+    assert worker_env == ["POD_NAME", "POD_IP", "TZ", "NODE_IP"]
+    assert container(worker)["env"][-1]["valueFrom"] == {"fieldRef": {"fieldPath": "status.hostIP"}}
 
 
 BAD_SPECS = [
@@ -403,7 +450,33 @@ BAD_SPECS = [
         "CacheRuntime",
         "volumeType",
     ),
-    ({"master": {"replicas": 1}}, "CacheRuntime", "spec.master"),
+    ({"master": {"replicas": 1}}, "CacheRuntime", "spec.master.replicas: unknown field"),
+    (
+        {"worker": {"resources": {"limits": {"memory": "lots"}}}},
+        "CacheRuntime",
+        "spec.worker.resources.limits.memory",
+    ),
+    (
+        {**THREE_TIERS, "worker": {"resources": {"limits": {"memory": "1Gi"}}}},
+        "CacheRuntime",
+        "spec.worker.resources.limits.memory: 1Gi is below the MEM tier quota 2.00GiB",
+    ),
+    ({"master": {"nodeSelector": {"zone": 1}}}, "CacheRuntime", "spec.master.nodeSelector.zone"),
+    ({"worker": {"env": {"POD_IP": "1.2.3.4"}}}, "CacheRuntime", "spec.worker.env.POD_IP: is set"),
+    ({"fuse": {"env": {"CACHECLUSTER_TOKEN": "x"}}}, "JindoRuntime", "spec.fuse.env.CACHECLUSTER"),
+    ({"worker": {"env": [{"name": "A", "value": 1}]}}, "CacheRuntime", "spec.worker.env[0].value"),
+    ({"worker": {"env": [{"value": "v"}]}}, "CacheRuntime", "spec.worker.env[0].name"),
+    ({"worker": {"env": {"A": "1", "9x": "2"}}}, "CacheRuntime", "spec.worker.env.9x"),
+    (
+        {"fuse": {"tolerations": [{"key": "k", "operator": "In"}]}},
+        "CacheRuntime",
+        "spec.fuse.tolerations[0].operator",
+    ),
+    (
+        {"fuse": {"tolerations": [{"operator": "Exists", "value": "v"}]}},
+        "CacheRuntime",
+        "spec.fuse.tolerations[0].value",
+    ),
     (
         {"worker": {"resources": {"limits": {"memory": "lots"}}}},
         "JindoRuntime",
