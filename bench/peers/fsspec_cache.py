@@ -141,7 +141,7 @@ class FsspecBlockcache(FsspecCached):
     """``blockcache::s3://``."""
 
     name = "fsspec-blockcache"
-    label = "fsspec s3fs + blockcache"
+    label = "fsspec s3fs + blockcache (opens and closes serialized: not thread-safe)"
     cold_how = "new instance, cache folder emptied"
     protocol = "blockcache"
 
@@ -150,6 +150,6 @@ class FsspecSimplecache(FsspecCached):
     """``simplecache::s3://``."""
 
     name = "fsspec-simplecache"
-    label = "fsspec s3fs + simplecache"
+    label = "fsspec s3fs + simplecache (opens and closes serialized: not thread-safe)"
     cold_how = "new instance, cache folder emptied"
     protocol = "simplecache"

@@ -249,9 +249,34 @@ def write_all(document: dict[str, Any], out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     stem = document["stamp"]
     summary = summarize(document)
+    for record in document["systems"].values():  # microseconds are plenty
+        for cell in record["workloads"].values():
+            cell["latencies_ms"] = [round(value, 3) for value in cell["latencies_ms"]]
     document = {**document, "summary": summary}
     json_path = out / f"{stem}.json"
-    json_path.write_text(json.dumps(document, indent=1, sort_keys=False) + "\n")
+    json_path.write_text(json.dumps(document, indent=1) + "\n")
     md_path = out / f"{stem}.md"
     md_path.write_text(markdown(document, summary, stem))
     return [json_path, md_path, *plots(document, summary, out, stem)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.peers.report RESULT.json [--stamp S] [--out DIR]``: render it again."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bench.peers.report", description=main.__doc__)
+    parser.add_argument("result", type=Path, help="a suite's JSON")
+    parser.add_argument("--stamp", help="a new file name stem (and title)")
+    parser.add_argument("--out", type=Path, help="where to write (default: next to the JSON)")
+    args = parser.parse_args(argv)
+    document = json.loads(args.result.read_text())
+    document.pop("summary", None)
+    if args.stamp:
+        document["stamp"] = args.stamp
+    for path in write_all(document, args.out or args.result.parent):
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

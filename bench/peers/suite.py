@@ -74,13 +74,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--small-files", type=int, default=10_000, help="files of 64 KiB")
     parser.add_argument("--model-mib", type=int, default=2048, help="the model's shards (MiB)")
     parser.add_argument("--runs", type=int, default=3, help="rounds per system (>= 3 for medians)")
-    parser.add_argument("--random-reads", type=int, default=256, help="1 MiB reads per round")
+    parser.add_argument("--random-reads", type=int, default=128, help="1 MiB reads per round")
     parser.add_argument("--systems", type=lambda v: _names(v, systems, "systems"), default=systems)
     parser.add_argument("--workloads", type=lambda v: _names(v, loads, "workloads"), default=loads)
     parser.add_argument(
         "--pass-seconds",
         type=float,
-        default=8.0,
+        default=5.0,
         help="time cap of one pass over the small files (read or stat); files/s over what it did",
     )
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per measurement")
