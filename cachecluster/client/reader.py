@@ -26,6 +26,7 @@ buffers (:class:`BufferPool`), and reads are served from them with one
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 from collections.abc import Awaitable
@@ -262,46 +263,59 @@ class BlockFetcher:
             cap = await self.capabilities.get(dataset)
             return await local.block(candidate.address, block_id, ref, cap)
 
-    async def local_view(
-        self, info: FileInfo, index: int, start: int, length: int
-    ) -> memoryview | None:
-        """Bytes of block ``index`` without a copy, mapped from its owner's memory tier.
+    async def local_block(self, info: FileInfo, index: int) -> LocalBlock | None:
+        """The file of block ``index`` as its owner on this host passed it, or None.
 
-        None when that owner is not on this host, the block is not on a
-        memory tier, the file is small (:data:`MIN_LOCAL_FILE_SIZE`), or
-        anything fails: then :meth:`read` it (which has the fallbacks). Only
-        ``VersionChanged`` is raised.
+        None when the owner is not on this host, the file is small
+        (:data:`MIN_LOCAL_FILE_SIZE`), or anything fails: then :meth:`read`
+        it (which has the fallbacks). Only ``VersionChanged`` is raised.
         """
         if self.local is None or info.size < MIN_LOCAL_FILE_SIZE:
             return None
-        key = BlockKey(info.mount_id, info.mount_path, info.version, index)
-        block_id = key.id
+        block_id = BlockKey(info.mount_id, info.mount_path, info.version, index).id
         ref = BlockRef(info.mount_id, info.mount_path, info.version, index)
         try:
             candidates = await self.placement.candidates(block_id)
             if not candidates:
                 return None
-            block = await self._local_block(candidates[0], block_id, ref, dataset_of(info.path))
-            if block is None or not block.memory or start + length > block.length:
-                return None
-            view = block.view()[start : start + length]
+            return await self._local_block(candidates[0], block_id, ref, dataset_of(info.path))
         except VersionChanged:
             raise
-        except (CacheClusterError, OSError, ValueError) as exc:
-            log.debug("block %s: no local view (%s: %s)", block_id, type(exc).__name__, exc)
+        except (CacheClusterError, OSError) as exc:
+            log.debug("block %s: not read locally (%s: %s)", block_id, type(exc).__name__, exc)
+            return None
+
+    async def local_view(
+        self, info: FileInfo, index: int, start: int, length: int
+    ) -> memoryview | None:
+        """Bytes of block ``index`` without a copy, mapped from its owner's memory tier.
+
+        None as for :meth:`local_block`, and for a block not on a memory tier.
+        """
+        block = await self.local_block(info, index)
+        if block is None or not block.memory or start + length > block.length:
+            return None
+        try:
+            view = block.view()[start : start + length]
+        except (OSError, ValueError) as exc:  # retired meanwhile, or the mapping failed
+            log.debug("block %d of %s: no mapping (%s)", index, info.path, exc)
             return None
         self.stats.worker_reads += 1
         self.stats.bytes_read += length
         return view
 
-    async def map_ahead(self, info: FileInfo, index: int, length: int) -> int:
-        """Get (and map) the file of block ``index`` (``length`` bytes) ahead of a reader.
+    async def map_ahead(self, info: FileInfo, index: int) -> int:
+        """Get (and map) the file of block ``index`` ahead of a reader; its length, 0 if none.
 
-        Its length, 0 if it is not local. On a cold cache this makes the owner
-        fetch the block meanwhile.
+        On a cold cache this makes the owner fetch the block meanwhile.
         """
-        view = await self.local_view(info, index, 0, length)
-        return 0 if view is None else len(view)
+        block = await self.local_block(info, index)
+        if block is None:
+            return 0
+        if block.memory:
+            with contextlib.suppress(OSError, ValueError):
+                block.view()
+        return block.length
 
     async def _from_ufs(
         self, info: FileInfo, block_size: int, index: int, start: int, view: memoryview
@@ -467,6 +481,8 @@ class FileReader:
         if length <= 0:
             return 0
         spans = split_range(offset, length, self.size, self.block_size)
+        if self.fetcher.local is not None and await self._local_read(spans, view, readahead):
+            return length
         sequential = (
             readahead
             and self.readahead_blocks > 0
@@ -504,6 +520,36 @@ class FileReader:
                 self._drop_window(keep=range(spans[0].block, spans[-1].block + 1))
         return length
 
+    async def _local_read(self, spans: list[BlockSpan], view: memoryview, readahead: bool) -> bool:
+        """Read every span from the block files of same-host workers; False if one is not.
+
+        One copy (``preadv`` into ``view``) and no read-ahead buffers: the
+        blocks after are asked for ahead instead (:meth:`_map_ahead`).
+        """
+        blocks: list[LocalBlock] = []
+        for span in spans:
+            block = await self.fetcher.local_block(self.info, span.block)
+            if block is None or block.length < span.start + span.length:
+                return False
+            blocks.append(block)
+        for block, span in zip(blocks, spans, strict=True):
+            target = view[span.buf_offset : span.buf_offset + span.length]
+            try:
+                got = await block.read_into(span.start, target)
+            except OSError as exc:  # retired meanwhile: the data protocol rewrites it all
+                log.debug("block %d of %s: local read failed (%s)", span.block, self.info.path, exc)
+                return False
+            if got != span.length:
+                return False
+        self.fetcher.stats.worker_reads += len(spans)
+        self.fetcher.stats.bytes_read += sum(span.length for span in spans)
+        if readahead:
+            self._drop_window()
+            self._expected = spans[-1].block * self.block_size + spans[-1].start + spans[-1].length
+            if self.readahead_blocks:
+                self._map_ahead(spans[-1].block)
+        return True
+
     async def local_view(self, offset: int, size: int) -> memoryview | None:
         """Up to ``size`` bytes at ``offset`` from the block files of same-host workers.
 
@@ -535,8 +581,7 @@ class FileReader:
         first = max(index + 1, self._mapped_ahead + 1)
         last = min(index + self.readahead_blocks, block_total - 1)
         for ahead in range(first, last + 1):
-            length = block_length(ahead, self.size, self.block_size)
-            self.fetcher.spawn(self.fetcher.map_ahead(self.info, ahead, length))
+            self.fetcher.spawn(self.fetcher.map_ahead(self.info, ahead))
         self._mapped_ahead = max(self._mapped_ahead, last)
 
     async def close(self) -> None:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import array
 import asyncio
 import collections
+import errno
 import itertools
 import logging
 import math
@@ -118,6 +119,8 @@ class LocalBlock:
         count = max(0, min(len(view), self.length - start))
         if count == 0:
             return 0
+        if self._fd < 0:
+            raise OSError(errno.EBADF, f"block {self.block_id}: its file was closed")
         self._users += 1
         try:
             if self.memory:

@@ -119,6 +119,12 @@ async def test_memory_tier_files_are_passed_and_mapped(secure_cluster: LocalClus
             assert across is not None
             assert bytes(across) == big[BLOCK_SIZE - 10 : 3 * BLOCK_SIZE + 10]
             assert await file.local_view(len(big), 10) is None
+            # Odd-sized sequential reads straight from the files (no read-ahead buffers).
+            buffer, parts = bytearray(300_001), []
+            while got := await file.readinto(buffer):
+                parts.append(bytes(buffer[:got]))
+            assert sha(b"".join(parts)) == sha(big)
+            assert client.stats.readahead_hits == 0 and client.stats.ufs_reads == 0
 
 
 async def test_refused_capability_passes_no_fd(secure_cluster: LocalCluster) -> None:
