@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 
 import grpc
 
 from cachecluster.common.errors import Unavailable
+from cachecluster.common.lifecycle import run_until_stopped
 from cachecluster.csi.config import UNIX_SCHEME, CsiConfig
 from cachecluster.csi.identity import IdentityServicer
 from cachecluster.csi.node import NodeServicer
@@ -86,22 +86,4 @@ class CsiServer:
 
 async def run_csi(config: CsiConfig, stop: asyncio.Event | None = None) -> None:
     """Run the plugin until ``stop`` is set, or SIGTERM/SIGINT arrives; then stop cleanly."""
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    handled: list[signal.Signals] = []
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(signum, stop.set)
-            handled.append(signum)
-        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
-            pass
-    plugin = CsiServer(config)
-    try:
-        await plugin.start()
-        await stop.wait()
-        log.info("stopping")
-    finally:
-        await plugin.stop()
-        for signum in handled:
-            loop.remove_signal_handler(signum)
-    log.info("stopped")
+    await run_until_stopped(CsiServer(config), stop)

@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import socket
 import threading
 from pathlib import Path
@@ -32,6 +31,7 @@ from cachecluster.common.endpoint_file import (
     write_endpoint_file,
 )
 from cachecluster.common.errors import Unavailable
+from cachecluster.common.lifecycle import run_until_stopped
 from cachecluster.master.auth_interceptor import AuthInterceptor
 from cachecluster.master.auth_service import AuthServicer
 from cachecluster.master.config import MasterConfig
@@ -258,22 +258,4 @@ class MasterServer:
 
 async def run_master(config: MasterConfig, stop: asyncio.Event | None = None) -> None:
     """Run a master until ``stop`` is set, or SIGTERM/SIGINT arrives; then shut down cleanly."""
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    handled: list[signal.Signals] = []
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(signum, stop.set)
-            handled.append(signum)
-        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
-            pass
-    master = MasterServer(config)
-    try:
-        await master.start()
-        await stop.wait()
-        log.info("stopping")
-    finally:
-        await master.stop()
-        for signum in handled:
-            loop.remove_signal_handler(signum)
-    log.info("stopped")
+    await run_until_stopped(MasterServer(config), stop)
