@@ -23,6 +23,7 @@ import yaml
 from cachecluster.operator import handlers, naming
 from cachecluster.operator.kube import KubeApi, decode_secret
 from tests.operator.schemas import validate_builtin
+from tests.operator.test_runtime_objects import runtime_object_names
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "operator" / "examples"
 
@@ -104,14 +105,7 @@ def test_runtime_objects_applied_in_order_and_the_secret_made_once() -> None:
     body = _example("10-share-dataset.yaml", "CacheRuntime")
     _run(handlers.reconcile_runtime, body=body, memo=_memo(kube))
     name = body["metadata"]["name"]
-    assert kube.applied == [
-        ("Secret", naming.cluster_secret_name(name)),
-        ("Service", naming.master_name(name)),
-        ("Deployment", naming.master_name(name)),
-        ("Service", naming.worker_name(name)),
-        ("StatefulSet", naming.worker_name(name)),
-        ("DaemonSet", naming.fuse_name(name)),
-    ]
+    assert kube.applied == runtime_object_names(name)
     for obj in kube.objects.values():
         validate_builtin(obj)
     first = _secret_value(kube, "share", name)
@@ -176,22 +170,14 @@ def test_a_dataload_of_a_missing_dataset_waits_and_a_bad_one_fails() -> None:
     kube = MemoryKube()
     body = _example("30-dataload.yaml", "DataLoad")
     memo = _memo(kube)
+
+    def create() -> None:
+        _run(handlers.reconcile_dataload, body=body, memo=memo, reason=kopf.Reason.CREATE)
+
     with pytest.raises(kopf.TemporaryError, match="dataset share/shared-dataset does not exist"):
-        _run(
-            handlers.reconcile_dataload,
-            body=body,
-            memo=memo,
-            reason=kopf.Reason.CREATE,
-            patch=kopf.Patch(),
-        )
+        create()
     body["spec"]["policy"] = "Cron"  # without a schedule
     with pytest.raises(kopf.PermanentError, match=r"spec\.schedule: is required with policy Cron"):
-        _run(
-            handlers.reconcile_dataload,
-            body=body,
-            memo=memo,
-            reason=kopf.Reason.CREATE,
-            patch=kopf.Patch(),
-        )
+        create()
     assert kube.applied == []
     assert [status["phase"] for _, _, status in kube.statuses] == ["Failed"]

@@ -65,6 +65,18 @@ THREE_TIERS = {
 }
 
 
+def runtime_object_names(name: str) -> list[tuple[str, str]]:
+    """(kind, name) of a runtime's objects, in creation order."""
+    return [
+        ("Secret", naming.cluster_secret_name(name)),
+        ("Service", naming.master_name(name)),
+        ("Deployment", naming.master_name(name)),
+        ("Service", naming.worker_name(name)),
+        ("StatefulSet", naming.worker_name(name)),
+        ("DaemonSet", naming.fuse_name(name)),
+    ]
+
+
 def by_kind(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     out = {}
     for obj in objects:
@@ -104,14 +116,7 @@ def test_examples_hold_runtimes() -> None:
 def test_every_object_is_valid_and_owned(example: dict[str, Any]) -> None:
     objects = desired_runtime_objects(example, cluster_secret=SECRET)
     name, namespace = example["metadata"]["name"], example["metadata"]["namespace"]
-    assert [(o["kind"], o["metadata"]["name"]) for o in objects] == [
-        ("Secret", naming.cluster_secret_name(name)),
-        ("Service", naming.master_name(name)),
-        ("Deployment", naming.master_name(name)),
-        ("Service", naming.worker_name(name)),
-        ("StatefulSet", naming.worker_name(name)),
-        ("DaemonSet", naming.fuse_name(name)),
-    ]
+    assert [(o["kind"], o["metadata"]["name"]) for o in objects] == runtime_object_names(name)
     for obj in objects:
         validate_builtin(obj)
         meta = obj["metadata"]
