@@ -169,6 +169,7 @@ class UfsBlockOpener:
         buffers, then every block is stored through the store's single
         flight. A failed fetch fails every block of its stretch with its error.
         """
+        _check_run(keys)
         outcomes: list[LoadOutcome | Exception] = []
         stretch: list[BlockKey] = []
         for key in keys:
@@ -296,6 +297,22 @@ class UfsBlockOpener:
             view = memoryview(bytes(view[:count]))
         self._replicate(key, mount.spec.uri, offset, count)
         return view[:count]
+
+
+def _check_run(keys: Sequence[BlockKey]) -> None:
+    """Refuse keys that are not consecutive blocks of one file: bytes would land under wrong ids."""
+    for position, key in enumerate(keys):
+        first = keys[0]
+        same_file = (key.mount_id, key.path, key.version) == (
+            first.mount_id,
+            first.path,
+            first.version,
+        )
+        if not same_file or key.index != first.index + position:
+            raise InvalidArgument(
+                f"load_run: block {key.index} of {key.path!r} does not follow block "
+                f"{first.index} of {first.path!r} at position {position}"
+            )
 
 
 async def _shared_result(fetch: asyncio.Future[int], block_id: str) -> int:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from cachecluster.common.block_key import BlockKey
-from cachecluster.common.errors import NotFound, VersionChanged
+from cachecluster.common.errors import InvalidArgument, NotFound, VersionChanged
 from cachecluster.common.frames import BlockRef, ReadRequest
 from cachecluster.ufs.base import UfsBackend
 from cachecluster.ufs.registry import create_backend
@@ -107,6 +107,8 @@ async def test_a_run_is_one_get_and_each_block_holds_its_bytes(env: Env) -> None
     for key in keys:
         assert await env.stored(key) == data[key.index * BLOCK : (key.index + 1) * BLOCK]
     assert len(env.opener.buffers) == 6  # every block buffer went back to the pool
+    with pytest.raises(InvalidArgument, match="does not follow"):
+        await env.opener.load_run([keys[0], keys[2]])  # a gap: bytes would go astray
     again = await env.opener.load_run(keys)
     assert all(isinstance(o, LoadOutcome) and o.already_cached for o in again)
     assert len(env.gets) == 1
