@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cachecluster.cli.context import resolve_home, setup_service_logging
 from cachecluster.worker.eviction import DEFAULT_POLICY, policy_names
+
+if TYPE_CHECKING:
+    from cachecluster.worker.config import WorkerConfig
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -77,19 +80,15 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     parser.set_defaults(handler=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Build the configuration from the flags and run the worker on uvloop until stopped."""
-    import uvloop
-
+def config_from_args(args: argparse.Namespace, default_home: Path) -> WorkerConfig:
+    """The worker's configuration from its parsed flags (``--unix-socket none``: no socket)."""
     from cachecluster.worker.config import build_worker_config
-    from cachecluster.worker.server import run_worker
 
-    setup_service_logging("worker", getattr(args, "verbose", False))
-    home = args.home if args.home is not None else resolve_home(None) / "worker"
+    home = args.home if args.home is not None else default_home
     unix_socket: str | None = args.unix_socket
     if unix_socket is not None and unix_socket.lower() == "none":
         unix_socket = None
-    config = build_worker_config(
+    return build_worker_config(
         master=args.master,
         home=home,
         worker_id=args.worker_id,
@@ -103,5 +102,15 @@ def run(args: argparse.Namespace) -> int:
         eviction_policy=args.eviction_policy,
         cluster_secret_file=args.cluster_secret_file,
     )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the configuration from the flags and run the worker on uvloop until stopped."""
+    import uvloop
+
+    from cachecluster.worker.server import run_worker
+
+    setup_service_logging("worker", getattr(args, "verbose", False))
+    config = config_from_args(args, resolve_home(None) / "worker")
     uvloop.run(run_worker(config))
     return 0

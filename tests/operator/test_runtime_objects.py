@@ -20,13 +20,17 @@ import pytest
 import yaml
 
 from cachecluster.api.documents import FLUID_RUNTIME_KINDS
+from cachecluster.cli import worker_cmd
 from cachecluster.cli.main import build_parser
 from cachecluster.common.auth import ADMIN_NAMESPACE, verify_token
 from cachecluster.common.errors import ConfigError
 from cachecluster.master.config import MasterConfig
 from cachecluster.operator import naming
-from cachecluster.operator.runtime_objects import desired_runtime_objects, new_secret_hex
-from cachecluster.worker.config import build_worker_config
+from cachecluster.operator.runtime_objects import (
+    HOME_DIR,
+    desired_runtime_objects,
+    new_secret_hex,
+)
 from cachecluster.worker.tiers import Medium, parse_tier_flag
 from tests.operator.schemas import validate_builtin
 
@@ -225,19 +229,11 @@ def test_worker_and_master_commands_are_real_configurations(
     assert {e["name"] for e in worker["env"]} >= {"POD_NAME", "POD_IP"}
     args = parser.parse_args(expand(worker["args"]))
     assert args.cluster_secret_file == Path(naming.CLUSTER_SECRET_FILE)
-    config = build_worker_config(
-        master=args.master,
-        home=tmp_path / "w",
-        worker_id=args.worker_id,
-        host=args.host,
-        advertise_host=args.advertise_host,
-        data_port=args.data_port,
-        grpc_port=args.grpc_port,
-        metrics_port=args.metrics_port,
-        unix_socket=None if args.unix_socket == "none" else args.unix_socket,
-        tier_flags=args.tier,
-        cluster_secret_file=secret_file,
-    )
+    assert args.home == Path(HOME_DIR) / "worker"
+    # The pod's files are this test's: the secret file and the home.
+    args.cluster_secret_file, args.home = secret_file, tmp_path / "w"
+    config = worker_cmd.config_from_args(args, default_home=tmp_path / "unused")
+    assert config.unix_socket is None  # --unix-socket=none
     name, namespace = example["metadata"]["name"], example["metadata"]["namespace"]
     assert config.master == naming.master_address(name, namespace)
     assert (config.worker_id, config.host, config.advertise_host) == (
