@@ -13,8 +13,9 @@ the other so that a noisy neighbour slows every path alike:
     ``bench.bench_data_path`` does it: a raw socket, ``os.sendfile`` of the
     whole file in another process -> ``recv_into`` a preallocated buffer
     (target >= 0.75x);
-(b) the same read with the same-host short-circuit (the worker's Unix
-    socket), against a plain tmpfs ``readinto`` of the file (target >= 0.5x);
+(b) the same read with the same-host short-circuit (over the worker's Unix
+    socket the worker passes its block files, the client ``preadv``s them),
+    against a plain tmpfs ``readinto`` of the file (target >= 0.5x);
 (c) cold read of the S3 object through the cache (its blocks are evicted
     from every worker before each run), against one plain boto3
     ``get_object()['Body'].read()`` (target >= 1.0x).
