@@ -13,6 +13,7 @@ from cachecluster.api import parse_documents
 from cachecluster.common.errors import ConfigError
 from cachecluster.operator.naming import API_VERSION, FLUID_GROUP
 from tests.operator.schemas import validate_builtin, validate_custom
+from tests.operator.test_runtime_objects import COMPONENTS
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "operator" / "examples"
 FILES = sorted(EXAMPLES.rglob("*.yaml"))
@@ -82,3 +83,20 @@ def test_models_refuse_what_the_schema_lets_through() -> None:
     validate_custom(obj)
     with pytest.raises(ConfigError, match=r"spec.mounts\[0\].mountPoint"):
         parse_documents(text, "ref.yaml")
+
+
+def test_runtime_components_pass_the_crd_in_both_env_forms_and_typos_fail() -> None:
+    """The API server keeps what the model reads under master/worker/fuse (nothing pruned)."""
+    (runtime,) = [
+        o for o in _objects(EXAMPLES / "10-share-dataset.yaml") if o["kind"] == "CacheRuntime"
+    ]
+    runtime["spec"].update(COMPONENTS)  # master: env mapping; worker: env list with valueFrom
+    validate_custom(runtime)
+    parse_documents(yaml.safe_dump(runtime), "runtime.yaml")
+    runtime["spec"]["worker"]["nodeSelecter"] = {"a": "b"}
+    with pytest.raises(jsonschema.ValidationError, match="nodeSelecter"):
+        validate_custom(runtime)
+    del runtime["spec"]["worker"]["nodeSelecter"]
+    runtime["spec"]["fuse"]["tolerations"][0]["operator"] = "In"
+    with pytest.raises(jsonschema.ValidationError, match="'In'"):
+        validate_custom(runtime)
