@@ -47,7 +47,8 @@ _DATASET_IGNORED = frozenset(
 _RUNTIME_REF_FIELDS = frozenset({"name", "namespace", "category", "type", "masterReplicas"})
 _RUNTIME_FIELDS = frozenset({"replicas", "tieredstore", "master", "worker", "fuse"})
 _COMPONENTS = ("master", "worker", "fuse")
-_COMPONENT_FIELDS = frozenset({"resources", "nodeSelector", "env", "tolerations"})
+_COMPONENT_FIELDS = frozenset({"resources", "nodeSelector", "env", "tolerations", "podMetadata"})
+_POD_METADATA_FIELDS = frozenset({"labels", "annotations"})
 _RESOURCE_KEYS = ("requests", "limits")
 _TOLERATION_FIELDS = frozenset({"key", "operator", "value", "effect", "tolerationSeconds"})
 _TOLERATION_OPERATORS = ("Exists", "Equal")
@@ -553,20 +554,34 @@ class ComponentSpec:
     node_selector: Mapping[str, str] = dataclasses.field(default_factory=dict)
     env: tuple[EnvVar, ...] = ()
     tolerations: tuple[Mapping[str, Any], ...] = ()
+    pod_labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """``podMetadata.labels``: added to the pods' labels."""
+    pod_annotations: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """``podMetadata.annotations`` (e.g. ``sidecar.istio.io/inject: "false"``)."""
 
     @classmethod
     def from_dict(cls, raw: Any, field: str, *, strict: bool = True) -> ComponentSpec:
-        """Validate one component; ``strict`` refuses fields other than Fluid's four above."""
+        """Validate one component; ``strict`` refuses fields other than Fluid's above."""
         if raw is None:
             return cls()
         raw = _mapping(field, raw)
         if strict:
             _unknown(field, raw, _COMPONENT_FIELDS)
+        metadata = raw.get("podMetadata")
+        if metadata is not None:
+            metadata = _mapping(f"{field}.podMetadata", metadata)
+            if strict:
+                _unknown(f"{field}.podMetadata", metadata, _POD_METADATA_FIELDS)
+        metadata = metadata or {}
         return cls(
             resources=_resources(f"{field}.resources", raw.get("resources")),
             node_selector=_string_map(f"{field}.nodeSelector", raw.get("nodeSelector")),
             env=_env(f"{field}.env", raw.get("env")),
             tolerations=_tolerations(f"{field}.tolerations", raw.get("tolerations")),
+            pod_labels=_string_map(f"{field}.podMetadata.labels", metadata.get("labels")),
+            pod_annotations=_string_map(
+                f"{field}.podMetadata.annotations", metadata.get("annotations")
+            ),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -579,6 +594,13 @@ class ComponentSpec:
             out["env"] = [item.to_dict() for item in self.env]
         if self.tolerations:
             out["tolerations"] = [dict(item) for item in self.tolerations]
+        metadata: dict[str, Any] = {}
+        if self.pod_labels:
+            metadata["labels"] = dict(self.pod_labels)
+        if self.pod_annotations:
+            metadata["annotations"] = dict(self.pod_annotations)
+        if metadata:
+            out["podMetadata"] = metadata
         return out
 
 

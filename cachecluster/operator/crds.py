@@ -233,6 +233,13 @@ def component_schema(description: str) -> Schema:
                 "x-kubernetes-preserve-unknown-fields": True,
             },
             "tolerations": _array("Taints the pods tolerate.", toleration),
+            "podMetadata": _object(
+                "Labels and annotations added to the pods.",
+                {
+                    "labels": _string_map("Pod labels (the operator's own cannot be replaced)."),
+                    "annotations": _string_map("Pod annotations, e.g. sidecar.istio.io/inject."),
+                },
+            ),
         },
     )
 

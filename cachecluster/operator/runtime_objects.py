@@ -94,6 +94,9 @@ def desired_runtime_objects(
     check_memory_limit(tiers, spec.worker.resources, document.where)
     for component in ("master", "worker", "fuse"):
         check_env(getattr(spec, component), f"{document.where}: spec.{component}.env")
+        check_pod_labels(
+            getattr(spec, component), f"{document.where}: spec.{component}.podMetadata.labels"
+        )
     if cluster_secret is None:
         cluster_secret = new_secret()
     parse_secret(
@@ -146,6 +149,14 @@ def check_env(component: ComponentSpec, field: str) -> None:
             )
 
 
+def check_pod_labels(component: ComponentSpec, field: str) -> None:
+    """Refuse a pod label that would replace one of ours (selectors and owners rely on them)."""
+    ours = naming.labels("x", "x")
+    for key in component.pod_labels:
+        if key in ours:
+            raise ConfigError(f"{field}.{key}", "is set by the operator (choose another label)")
+
+
 def memory_tiers_bytes(tiers: tuple[TierConfig, ...]) -> int:
     """Bytes of the tiers held in a ``medium: Memory`` emptyDir (they count as pod memory)."""
     return sum(
@@ -195,8 +206,14 @@ class _Context:
             "ownerReferences": [copy.deepcopy(self.owner)],
         }
 
-    def pod_metadata(self, component: str) -> dict[str, Any]:
-        return {"labels": naming.labels(self.name, component)}
+    def pod_metadata(self, component: str, spec: ComponentSpec) -> dict[str, Any]:
+        """The pods' labels (``podMetadata.labels`` added to ours) and annotations."""
+        metadata: dict[str, Any] = {
+            "labels": {**spec.pod_labels, **naming.labels(self.name, component)}
+        }
+        if spec.pod_annotations:
+            metadata["annotations"] = dict(spec.pod_annotations)
+        return metadata
 
 
 # ------------------------------------------------------------------ the secret
@@ -334,7 +351,7 @@ def master_deployment(context: _Context, component: ComponentSpec) -> dict[str, 
             "strategy": {"type": "Recreate"},
             "selector": {"matchLabels": naming.selector(context.name, "master")},
             "template": {
-                "metadata": context.pod_metadata("master"),
+                "metadata": context.pod_metadata("master", component),
                 "spec": _pod_spec(
                     component, [container], [_secret_volume(context), dict(_HOME_VOLUME)]
                 ),
@@ -450,7 +467,7 @@ def worker_statefulset(
             "podManagementPolicy": "Parallel",
             "selector": {"matchLabels": naming.selector(context.name, "worker")},
             "template": {
-                "metadata": context.pod_metadata("worker"),
+                "metadata": context.pod_metadata("worker", component),
                 "spec": _pod_spec(component, [container], volumes),
             },
         },
@@ -522,7 +539,7 @@ def fuse_daemonset(context: _Context, component: ComponentSpec) -> dict[str, Any
             "selector": {"matchLabels": naming.selector(context.name, "fuse")},
             "updateStrategy": {"type": "RollingUpdate"},
             "template": {
-                "metadata": context.pod_metadata("fuse"),
+                "metadata": context.pod_metadata("fuse", component),
                 "spec": {
                     # Wherever a pod may mount a dataset (tainted GPU nodes too): the
                     # CSI plugin binds from this node's FUSE mount, as it runs everywhere.

@@ -104,6 +104,7 @@ def test_runtime_components_round_trip_in_both_fluid_env_forms() -> None:
             "nodeSelector": {"cache": "true"},
             "env": {"TZ": "UTC"},
             "tolerations": [{"key": "cache", "operator": "Exists", "effect": "NoSchedule"}],
+            "podMetadata": {"labels": {"a": "b"}, "annotations": {"c": "d"}},
         },
         "fuse": {
             "env": [
@@ -118,6 +119,7 @@ def test_runtime_components_round_trip_in_both_fluid_env_forms() -> None:
     assert parsed.fuse.env[1].value_from == {"secretKeyRef": {"name": "s", "key": "k"}}
     assert CacheRuntimeSpec.from_dict(parsed.to_dict()) == parsed
     assert parsed.to_dict()["worker"]["env"] == [{"name": "TZ", "value": "UTC"}]
+    assert (parsed.worker.pod_labels, parsed.worker.pod_annotations) == ({"a": "b"}, {"c": "d"})
     # Fluid's kinds keep their other component fields (ignored) and check ours.
     fluid = {"master": {"jvmOptions": ["-Xmx4G"], "resources": {"limits": {"cpu": "x"}}}}
     with pytest.raises(ConfigError, match=r"^rt: spec.master.resources.limits.cpu: 'x' is not"):

@@ -121,6 +121,7 @@ def test_schema_fields_are_the_models_fields() -> None:
         assert _props(section["properties"]["resources"]) == set(models._RESOURCE_KEYS)
         toleration = section["properties"]["tolerations"]["items"]
         assert _props(toleration) == models._TOLERATION_FIELDS
+        assert _props(section["properties"]["podMetadata"]) == models._POD_METADATA_FIELDS
 
     dataload = _root("DataLoad")["properties"]["spec"]
     assert _props(dataload) == models._DATALOAD_FIELDS

@@ -368,6 +368,10 @@ COMPONENTS: dict[str, Any] = {
         "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}},
         "nodeSelector": {"cache-node": "true"},
         "env": {"GRPC_VERBOSITY": "ERROR"},  # Fluid's Jindo/Alluxio form: a mapping
+        "podMetadata": {
+            "labels": {"team": "ml"},
+            "annotations": {"sidecar.istio.io/inject": "false"},
+        },
     },
     "worker": {
         "resources": {"limits": {"memory": "4Gi", "cpu": 2}},
@@ -414,6 +418,11 @@ def test_component_resources_node_selector_env_and_tolerations(kind: str) -> Non
     master_env = {e["name"]: e for e in container(master)["env"]}
     assert master_env["GRPC_VERBOSITY"] == {"name": "GRPC_VERBOSITY", "value": "ERROR"}
     assert {"POD_NAME", "POD_IP"} <= set(master_env)  # ours stay
+    master_meta = master["spec"]["template"]["metadata"]
+    assert master_meta["labels"] == {"team": "ml", **naming.labels("rt", "master")}
+    assert master["spec"]["selector"]["matchLabels"].items() <= master_meta["labels"].items()
+    assert master_meta["annotations"] == {"sidecar.istio.io/inject": "false"}
+    assert "annotations" not in worker["spec"]["template"]["metadata"]
     worker_env = [e["name"] for e in container(worker)["env"]]
     assert worker_env == ["POD_NAME", "POD_IP", "TZ", "NODE_IP"]
     assert container(worker)["env"][-1]["valueFrom"] == {"fieldRef": {"fieldPath": "status.hostIP"}}
@@ -463,6 +472,12 @@ BAD_SPECS = [
         "spec.worker.resources.limits.memory: 1Gi is below the MEM tier quota 2.00GiB",
     ),
     ({"master": {"nodeSelector": {"zone": 1}}}, "CacheRuntime", "spec.master.nodeSelector.zone"),
+    (
+        {"worker": {"podMetadata": {"labels": {naming.LABEL_COMPONENT: "master"}}}},
+        "CacheRuntime",
+        f"spec.worker.podMetadata.labels.{naming.LABEL_COMPONENT}: is set by the operator",
+    ),
+    ({"fuse": {"podMetadata": {"label": {}}}}, "CacheRuntime", "spec.fuse.podMetadata.label"),
     ({"worker": {"env": {"POD_IP": "1.2.3.4"}}}, "CacheRuntime", "spec.worker.env.POD_IP: is set"),
     ({"fuse": {"env": {"CACHECLUSTER_TOKEN": "x"}}}, "JindoRuntime", "spec.fuse.env.CACHECLUSTER"),
     ({"worker": {"env": [{"name": "A", "value": 1}]}}, "CacheRuntime", "spec.worker.env[0].value"),
