@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +91,8 @@ def test_runtime_components_pass_the_crd_in_both_env_forms_and_typos_fail() -> N
     (runtime,) = [
         o for o in _objects(EXAMPLES / "10-share-dataset.yaml") if o["kind"] == "CacheRuntime"
     ]
-    runtime["spec"].update(COMPONENTS)  # master: env mapping; worker: env list with valueFrom
+    # master: env as a mapping; worker: env as a list with valueFrom (copied: shared)
+    runtime["spec"].update(copy.deepcopy(COMPONENTS))
     validate_custom(runtime)
     parse_documents(yaml.safe_dump(runtime), "runtime.yaml")
     runtime["spec"]["worker"]["nodeSelecter"] = {"a": "b"}
