@@ -55,7 +55,8 @@ def medium_proto(medium: Medium) -> common_pb2.Medium:
 
 def item_error(error: BaseException) -> common_pb2.ItemError:
     """The ``ItemError`` of one failed item: its kind and a one-line message."""
-    return common_pb2.ItemError(kind=_KIND_PROTO[kind_of(error)], message=one_line(error))
+    kind = _KIND_PROTO.get(kind_of(error), common_pb2.ERROR_KIND_INTERNAL)
+    return common_pb2.ItemError(kind=kind, message=one_line(error))
 
 
 def tier_usage_protos(store: BlockStore) -> list[common_pb2.TierUsage]:
