@@ -11,7 +11,8 @@ block so that the FUSE mount can hand the kernel a view of it without a copy.
 :class:`ShortCircuitReads` keeps the blocks it was given, least recently used
 first, at most ``max_blocks`` of them, each for ``ttl`` seconds (then the
 worker is asked again: it sees the access, counts it for its LRU, and checks
-the capability anew). A block whose file was unlinked (evicted, demoted or
+the capability anew; the same file passed again keeps the block held and
+its mapping). A block whose file was unlinked (evicted, demoted or
 promoted: ``st_nlink`` 0) is asked again at once; until then its descriptor
 still reads the old inode's bytes, which are right for that block id (ids
 carry the file version). A worker that exits or is killed closes its socket:
@@ -36,6 +37,7 @@ import logging
 import math
 import mmap
 import os
+import resource
 import socket
 import time
 from collections.abc import Callable
@@ -48,8 +50,10 @@ from cachecluster.common.frames import BlockRef, FdGrant, FrameError, OpenReques
 
 log = logging.getLogger("cachecluster.client.short_circuit")
 
-DEFAULT_MAX_BLOCKS = 128
-"""Block files kept open at most (two descriptors each once mapped)."""
+DEFAULT_MAX_BLOCKS = 1024
+"""Block files kept open at most (4 GiB of 4 MiB blocks: a 1 GiB file read
+again finds all its blocks), fewer when the descriptor limit is low: each
+takes two once mapped (see :func:`max_blocks_for_fd_limit`)."""
 DEFAULT_TTL_S = 10.0
 """Seconds a passed block file is used before the worker is asked again."""
 RETRY_AFTER_S = 5.0
@@ -91,14 +95,32 @@ class LocalBlock:
         self._users = 0
         self._retired = False
 
-    def fresh(self, now: float) -> bool:
-        """Still usable: not retired, within its time and its file still linked."""
-        if self._retired or now >= self.expires:
+    def linked(self) -> bool:
+        """Not retired and its file still linked (not evicted, demoted or promoted)."""
+        if self._retired:
             return False
         try:
             return os.fstat(self._fd).st_nlink > 0
         except OSError:
             return False
+
+    def renew(self, fd: int, expires: float) -> bool:
+        """Take a new grant of the same file: keep this one (and its mapping) until ``expires``.
+
+        False (nothing changed) when ``fd`` is another file; ``fd`` is
+        closed either way when True.
+        """
+        if self._retired:
+            return False
+        try:
+            mine, theirs = os.fstat(self._fd), os.fstat(fd)
+        except OSError:
+            return False
+        if (mine.st_dev, mine.st_ino) != (theirs.st_dev, theirs.st_ino):
+            return False
+        os.close(fd)
+        self.expires = expires
+        return True
 
     def view(self) -> memoryview:
         """The block's bytes, mapped read-only (memory blocks only: no I/O can fail later)."""
@@ -152,6 +174,14 @@ def _pread_into(fd: int, view: memoryview, offset: int) -> int:
             break
         done += got
     return done
+
+
+def max_blocks_for_fd_limit(wanted: int = DEFAULT_MAX_BLOCKS) -> int:
+    """``wanted``, cut to an eighth of this process's soft descriptor limit (at least 16)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    return max(16, min(wanted, soft // 8))
 
 
 class FdChannel:
@@ -335,6 +365,7 @@ class ShortCircuitStats:
 
     opens: int = 0  # block files the workers passed
     reuses: int = 0  # reads served by a block file already held
+    renewals: int = 0  # held files the worker passed again after their time (kept)
     memory_only: int = 0  # answers without a file (the block was held in memory)
     fallbacks: int = 0  # asks that ended in "read it over the data protocol"
 
@@ -345,10 +376,12 @@ class ShortCircuitReads:
     def __init__(
         self,
         *,
-        max_blocks: int = DEFAULT_MAX_BLOCKS,
+        max_blocks: int | None = None,
         ttl: float = DEFAULT_TTL_S,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     ) -> None:
+        if max_blocks is None:
+            max_blocks = max_blocks_for_fd_limit()
         if max_blocks < 1:
             raise InvalidArgument(f"max_blocks {max_blocks} must be at least 1")
         self.max_blocks = max_blocks
@@ -376,11 +409,14 @@ class ShortCircuitReads:
         held = self._blocks.get(block_id)
         if held is not None:
             channel = self._channels.get(held.source)
-            if held.fresh(time.monotonic()) and channel is not None and channel.alive():
-                self._blocks.move_to_end(block_id)
-                self.stats.reuses += 1
-                return held
-            self._forget(block_id)
+            if held.linked() and channel is not None and channel.alive():
+                if time.monotonic() < held.expires:
+                    self._blocks.move_to_end(block_id)
+                    self.stats.reuses += 1
+                    return held
+                # Expired: ask again; the same file keeps this block and its mapping.
+            else:
+                self._forget(block_id)
         if not self.usable(address):
             return None
         flight = self._flights.get(block_id)
@@ -447,8 +483,14 @@ class ShortCircuitReads:
         if self._closed:
             os.close(fd)
             return None
+        expires = time.monotonic() + self.ttl
+        held = self._blocks.get(block_id)
+        if held is not None and held.source == path and held.renew(fd, expires):
+            self._blocks.move_to_end(block_id)
+            self.stats.renewals += 1
+            return held
         self.stats.opens += 1
-        block = LocalBlock(block_id, path, fd, grant, time.monotonic() + self.ttl)
+        block = LocalBlock(block_id, path, fd, grant, expires)
         self._forget(block_id)
         self._blocks[block_id] = block
         while len(self._blocks) > self.max_blocks:

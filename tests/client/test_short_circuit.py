@@ -125,6 +125,13 @@ async def test_memory_tier_files_are_passed_and_mapped(secure_cluster: LocalClus
                 parts.append(bytes(buffer[:got]))
             assert sha(b"".join(parts)) == sha(big)
             assert client.stats.readahead_hits == 0 and client.stats.ufs_reads == 0
+        # Past their time the worker is asked again; the same files keep their blocks held.
+        held = dict(local_of(client)._blocks)
+        for block in held.values():
+            block.expires = 0.0
+        assert sha(await client.cat("a/ds/big.bin")) == sha(FILES["big.bin"])
+        assert stats.opens == 6 and stats.renewals >= 6
+        assert all(local_of(client)._blocks[block_id] is block for block_id, block in held.items())
 
 
 async def test_refused_capability_passes_no_fd(secure_cluster: LocalCluster) -> None:
