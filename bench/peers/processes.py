@@ -57,12 +57,15 @@ def start_mount(
             start_new_session=True,
         )
     deadline = time.monotonic() + MOUNT_TIMEOUT_S
-    while not is_mounted(mountpoint):
-        if process.poll() is not None or time.monotonic() > deadline:
-            stop_mount(process, mountpoint)
-            why = "exited" if process.returncode is not None else "timed out"
-            raise MountFailed(f"{command[0]} mount at {mountpoint} {why}: {tail(log_path)}")
-        time.sleep(0.05)
+    try:
+        while not is_mounted(mountpoint):
+            if process.poll() is not None or time.monotonic() > deadline:
+                why = "exited" if process.returncode is not None else "timed out"
+                raise MountFailed(f"{command[0]} mount at {mountpoint} {why}: {tail(log_path)}")
+            time.sleep(0.05)
+    except BaseException:  # failed, or interrupted while waiting: leave nothing behind
+        stop_mount(process, mountpoint)
+        raise
     return process
 
 
@@ -96,6 +99,16 @@ def stop_mount(process: subprocess.Popen[bytes] | None, mountpoint: Path) -> Non
     if process is not None:
         stop_process(process)
     detach(mountpoint)
+
+
+def detach_all_under(root: Path) -> None:
+    """Detach every mount below ``root`` (a last resort before removing it)."""
+    prefix = str(root).rstrip("/") + "/"
+    with open("/proc/self/mountinfo") as lines:
+        points = [line.split()[4] for line in lines]
+    for point in points:
+        if point.startswith(prefix):
+            detach(Path(point))
 
 
 def fuse_missing(binary: str | None = None) -> str | None:

@@ -33,7 +33,7 @@ from bench.peers.data import Layout, MiB, scratch_dir, upload
 from bench.peers.direct import Boto3Get, Boto3Ranged
 from bench.peers.fsspec_cache import FsspecBlockcache, FsspecSimplecache
 from bench.peers.machine import describe_machine
-from bench.peers.processes import can_drop_caches, drop_page_cache
+from bench.peers.processes import can_drop_caches, detach_all_under, drop_page_cache
 from bench.peers.rclone import RcloneMount
 from bench.peers.s3fs_fuse import S3fsFuse
 from bench.peers.workloads import BY_ID, WORKLOADS, Sample
@@ -262,6 +262,7 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
         for name in args.systems:
             systems[name] = SystemRun(by_name[name](), layout, args).run(env)
     finally:
+        detach_all_under(workdir)  # never walk into a mount a failed stop left
         if s3 is not None:
             s3.stop()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -301,14 +302,17 @@ def main(argv: list[str] | None = None) -> int:
     """Run the suite and write the JSON, Markdown and PNGs; 0 unless it was interrupted."""
     args = parse_args(argv)
     args.stamp = args.stamp or time.strftime("%Y-%m-%d-%H%M", time.gmtime())
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    # SIGINT too, even when inherited as ignored (a background job of a script).
+    previous_term = signal.signal(signal.SIGTERM, _terminate)
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         document = run_suite(args)
     except KeyboardInterrupt:
         print("interrupted: everything started was stopped", file=sys.stderr)
         return 130
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, previous_term)
+        signal.signal(signal.SIGINT, previous_int)
     for path in report.write_all(document, args.out):
         print(f"wrote {path}")
     return 0
