@@ -113,7 +113,8 @@ class SeaweedS3:
             "-master.volumeSizeLimitMB=1024",
             f"-volume.port={volume}",
             f"-volume.port.grpc={volume_grpc}",
-            "-volume.max=100",
+            # Each bucket is a collection that grows 7 volumes: 100 ran out at 15 buckets.
+            "-volume.max=2000",
             "-volume.preStopSeconds=0",
             "-filer",
             f"-filer.port={filer}",
