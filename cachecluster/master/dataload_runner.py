@@ -398,7 +398,17 @@ class DataLoadController:
     async def save(self) -> None:
         """Write the registry's file (in a thread)."""
         async with self._save_lock:
-            await asyncio.to_thread(self.registry.write, self.registry.snapshot())
+            write = asyncio.ensure_future(
+                asyncio.to_thread(self.registry.write, self.registry.snapshot())
+            )
+            try:
+                await asyncio.shield(write)
+            except asyncio.CancelledError:
+                # A cancelled run (a delete, a re-apply) must not release the lock while
+                # its thread still writes: the next save would race it on the same file
+                # and could land before it, bringing a deleted DataLoad back.
+                await write
+                raise
 
     async def apply(self, namespace: str, name: str, spec: Any) -> tuple[DataLoadRecord, bool]:
         """Create or replace a DataLoad; a changed spec runs again. ``(record, created)``."""

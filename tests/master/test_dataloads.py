@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import stat
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any, cast
@@ -22,7 +23,7 @@ from cachecluster.common.errors import ConfigError, NotFound
 from cachecluster.common.ring import HashRing, RingWorker
 from cachecluster.master import dataload_runner
 from cachecluster.master.config import MasterConfig
-from cachecluster.master.dataload_runner import LoadRun
+from cachecluster.master.dataload_runner import DataLoadController, LoadRun
 from cachecluster.master.dataloads import (
     COMPLETE,
     EXECUTING,
@@ -393,3 +394,34 @@ async def test_progress_shows_while_a_block_is_still_loading(
     gate.set()
     await asyncio.wait_for(task, 10)
     assert status.phase == COMPLETE and status.percentage == 100.0
+
+
+class _SlowRegistry(DataLoadRegistry):
+    """A registry whose file writes take a while and record when they start and end."""
+
+    def __init__(self, home: Path) -> None:
+        super().__init__(home)
+        self.events: list[str] = []
+
+    def write(self, text: str) -> None:
+        self.events.append("start")
+        time.sleep(0.3)
+        super().write(text)
+        self.events.append("end")
+
+
+async def test_a_cancelled_save_keeps_the_file_lock_until_its_write_ends(tmp_path: Path) -> None:
+    registry = _SlowRegistry(tmp_path)
+    controller = DataLoadController(
+        registry, metadata=cast(Any, None), membership=cast(Any, None), config=cast(Any, None)
+    )
+    first = asyncio.create_task(controller.save())
+    await asyncio.sleep(0.1)  # its write is running in a thread now
+    first.cancel()
+    second = asyncio.create_task(controller.save())
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    await second
+    # The second write started only after the first one ended: never two at once.
+    assert registry.events == ["start", "end", "start", "end"]
+    assert (tmp_path / "dataloads.json").exists()
