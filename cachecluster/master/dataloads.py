@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import re
 import time
 from collections.abc import Callable
@@ -34,6 +33,7 @@ from croniter import croniter
 
 from cachecluster.common.errors import ConfigError, InvalidArgument, NotFound
 from cachecluster.common.paths import normalize_path
+from cachecluster.common.private_file import write_private_json
 from cachecluster.master.datasets import check_ref
 from cachecluster.protos import dataload_pb2, master_pb2
 
@@ -349,25 +349,14 @@ class DataLoadRegistry:
         """Drop a record (in memory); the one dropped or None."""
         return self._records.pop((namespace, name), None)
 
-    def snapshot(self) -> str:
-        """The file content for the current state (taken on the event loop)."""
-        data = {"version": 1, "dataloads": [r.to_dict() for r in self.records()]}
-        return json.dumps(data, indent=1, sort_keys=True)
+    def snapshot(self) -> dict[str, Any]:
+        """The file's document for the current state (taken on the event loop: deep copies)."""
+        return {"version": 1, "dataloads": [r.to_dict() for r in self.records()]}
 
-    def write(self, text: str) -> None:
+    def write(self, document: dict[str, Any]) -> None:
         """Write a snapshot atomically with mode 0600 (call it in a thread)."""
-        path = self.path
-        if path is None:
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
+        if self.path is not None:
+            write_private_json(self.path, document)
 
     def load(self) -> int:
         """Read the file, if any; the number of DataLoads loaded.

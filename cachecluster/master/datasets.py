@@ -50,6 +50,7 @@ from typing import Any
 
 from cachecluster.api.models import MASK, DatasetSpec, is_secret_key, mask_options
 from cachecluster.common.errors import ConfigError, InvalidArgument, NotFound
+from cachecluster.common.private_file import write_private_json
 from cachecluster.master.references import DatasetReference, check_deletable, check_reference
 from cachecluster.master.runtimes import DEFAULT_RUNTIME, RuntimeRegistry, binding_of
 from cachecluster.master.secrets import SecretStore
@@ -439,20 +440,7 @@ class DatasetRegistry:
                 for _, record in sorted(datasets.items())
             ],
         }
-        data = json.dumps(document, indent=2, sort_keys=True).encode("utf-8")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as file:
-                os.fchmod(fd, 0o600)  # also when the file existed with wider bits
-                file.write(data)
-                file.flush()
-                os.fsync(fd)
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        write_private_json(path, document)
 
     def load(self) -> int:
         """Read ``datasets.json`` if it exists; return how many datasets it held.

@@ -20,7 +20,8 @@ from pathlib import Path
 
 from cachecluster.api.models import CacheRuntimeSpec, DatasetSpec
 from cachecluster.common.errors import ConfigError, NotFound
-from cachecluster.master.secrets import FILE_FORMAT_VERSION, read_private_json, write_private_json
+from cachecluster.common.private_file import write_private_json
+from cachecluster.master.secrets import FILE_FORMAT_VERSION, read_private_json
 
 log = logging.getLogger(__name__)
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cachecluster.common.errors import ConfigError, NotFound
+from cachecluster.common.private_file import write_private_json
 
 log = logging.getLogger(__name__)
 
@@ -49,24 +50,6 @@ class SecretRecord:
         """A short hash of the values, to tell ``unchanged`` from ``configured`` in answers."""
         text = json.dumps(dict(self.data), sort_keys=True).encode("utf-8")
         return hashlib.blake2b(text, digest_size=8).hexdigest()
-
-
-def write_private_json(path: Path, document: Any) -> None:
-    """Write ``document`` to ``path`` atomically, mode 0600 (also over a wider existing file)."""
-    data = json.dumps(document, indent=2, sort_keys=True).encode("utf-8")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as file:
-            os.fchmod(fd, 0o600)
-            file.write(data)
-            file.flush()
-            os.fsync(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def read_private_json(path: Path) -> dict[str, Any] | None:

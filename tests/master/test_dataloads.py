@@ -403,10 +403,10 @@ class _SlowRegistry(DataLoadRegistry):
         super().__init__(home)
         self.events: list[str] = []
 
-    def write(self, text: str) -> None:
+    def write(self, document: dict[str, Any]) -> None:
         self.events.append("start")
         time.sleep(0.3)
-        super().write(text)
+        super().write(document)
         self.events.append("end")
 
 
