@@ -466,16 +466,20 @@ class ObjectStoreBackend(UfsBackend):
             raise NotFound(f"no such directory: {self.display(key)}")
         return [entries[name] for name in sorted(entries)]
 
-    async def read_into(
-        self, path: str, offset: int, buf: memoryview, *, version: str | None = None
-    ) -> int:
-        """Fill ``buf`` from ``offset``; parallel ranged GETs above ``part_size``."""
-        rel = normalize_path(path)
-        key = self._key(rel)
+    def _file_key(self, path: str, offset: int) -> str:
+        """The object key a read of ``path`` from ``offset`` asks for, the arguments checked."""
+        key = self._key(normalize_path(path))
         if offset < 0:
             raise InvalidArgument(f"negative offset {offset} for {self.display(key)}")
         if not key:
             raise NotFound(f"is a directory, not a file: {self.display(key)}")
+        return key
+
+    async def read_into(
+        self, path: str, offset: int, buf: memoryview, *, version: str | None = None
+    ) -> int:
+        """Fill ``buf`` from ``offset``; parallel ranged GETs above ``part_size``."""
+        key = self._file_key(path, offset)
         view = writable_bytes(buf)
         del buf  # only ``view`` (dropped below) refers to the caller's buffer
         try:
@@ -564,12 +568,7 @@ class ObjectStoreBackend(UfsBackend):
         otherwise). No HEAD first: a range past the end of the object answers
         with fewer bytes, or 0 when ``offset`` is at or past it.
         """
-        rel = normalize_path(path)
-        key = self._key(rel)
-        if offset < 0:
-            raise InvalidArgument(f"negative offset {offset} for {self.display(key)}")
-        if not key:
-            raise NotFound(f"is a directory, not a file: {self.display(key)}")
+        key = self._file_key(path, offset)
         views = [writable_bytes(buffer) for buffer in buffers]
         del buffers
         views = [view for view in views if len(view)]
