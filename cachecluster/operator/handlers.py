@@ -112,8 +112,8 @@ def operator_context() -> OperatorContext:
     )
 
 
-async def runtime_token(kube: KubeApi, runtime: tuple[str, str]) -> str:
-    """An admin token for ``runtime``'s master, from its cluster Secret."""
+async def runtime_master(kube: KubeApi, runtime: tuple[str, str]) -> tuple[str, str]:
+    """``(address, admin token)`` of ``runtime``'s master; the token from its cluster Secret."""
     namespace, name = runtime
     data = await _call(kube.secret_data, namespace, naming.cluster_secret_name(name))
     if data is None or naming.CLUSTER_SECRET_KEY not in data:
@@ -121,7 +121,8 @@ async def runtime_token(kube: KubeApi, runtime: tuple[str, str]) -> str:
             f"runtime {namespace}/{name} is not ready: its Secret "
             f"{naming.cluster_secret_name(name)} does not exist (is the CacheRuntime applied?)"
         )
-    return master_calls.admin_token(data[naming.CLUSTER_SECRET_KEY], runtime)
+    token = master_calls.admin_token(data[naming.CLUSTER_SECRET_KEY], runtime)
+    return naming.master_address(name, namespace), token
 
 
 async def _patch_status(kube: KubeApi, body: Mapping[str, Any], value: dict[str, Any]) -> None:
@@ -172,8 +173,8 @@ async def reconcile_dataset(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch,
         refused = pv_change_refused(body, existing, pv)
         if refused is not None:
             raise refused
-        token = await runtime_token(kube, plan.runtime)
-        result = await master_calls.register_dataset(plan.master_address, token, plan)
+        address, token = await runtime_master(kube, plan.runtime)
+        result = await master_calls.register_dataset(address, token, plan)
         for obj in plan.objects:
             await _call(kube.apply, obj)
     except CacheClusterError as exc:
@@ -202,11 +203,10 @@ async def delete_dataset(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         runtime = _runtime_of_pv(pv)
         if runtime is not None:
             try:
-                token = await runtime_token(kube, runtime)
+                address, token = await runtime_master(kube, runtime)
             except NotFound:
-                token = None  # the runtime is gone, and its master with it
-            if token is not None:
-                address = naming.master_address(runtime[1], runtime[0])
+                pass  # the runtime is gone, and its master with it
+            else:
                 await master_calls.delete_dataset(address, token, namespace, name)
         await _call(kube.delete, "v1", "PersistentVolume", pv_name)
     except CacheClusterError as exc:
@@ -229,8 +229,7 @@ async def dataset_status_timer(
         runtime = _runtime_of_pv(pv)
         if runtime is None:
             return  # not reconciled yet: its handler writes why
-        token = await runtime_token(kube, runtime)
-        address = naming.master_address(runtime[1], runtime[0])
+        address, token = await runtime_master(kube, runtime)
         try:
             figures = await master_calls.dataset_status(
                 address, token, meta["namespace"], meta["name"]
@@ -372,8 +371,7 @@ async def delete_dataload(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     for obj in gone[:1]:
         runtime = (obj["metadata"]["namespace"], obj["metadata"]["labels"][naming.LABEL_RUNTIME])
         try:
-            token = await runtime_token(kube, runtime)
-            address = naming.master_address(runtime[1], runtime[0])
+            address, token = await runtime_master(kube, runtime)
             await master_calls.delete_dataload(address, token, meta["namespace"], meta["name"])
         except CacheClusterError as exc:  # the record only feeds status: not worth a retry
             log.info("DataLoad %s/%s: master record left: %s", meta["namespace"], meta["name"], exc)
@@ -398,9 +396,9 @@ async def dataload_status_timer(
     if job is not None:
         runtime = (job["metadata"]["namespace"], job["metadata"]["labels"][naming.LABEL_RUNTIME])
         try:
-            token = await runtime_token(kube, runtime)
+            address, token = await runtime_master(kube, runtime)
             record = await master_calls.dataload_record(
-                naming.master_address(runtime[1], runtime[0]),
+                address,
                 token,
                 meta["namespace"],
                 meta["name"],
