@@ -233,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         serve_passthrough(args.passthrough[0], args.passthrough[1], args.direct_io)
         return 0
 
-    from cachecluster.fuse.mount import MountOptions, detach, mount_background, mount_entry
+    from cachecluster.common.mountinfo import mount_at
+    from cachecluster.fuse.mount import MountOptions, detach, mount_background
     from cachecluster.local.cluster import LocalCluster
 
     work = Path(tempfile.mkdtemp(prefix="bench-fuse-", dir="/dev/shm"))
@@ -359,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
                 os.killpg(pid, signal.SIGTERM)
         time.sleep(0.5)
         for path in mounts:
-            if mount_entry(path) is not None:
+            if mount_at(path) is not None:
                 detach(path)
         for process in processes:
             process.wait(5)

@@ -16,6 +16,8 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from cachecluster.common.mountinfo import mount_at, read_mounts
+
 MOUNT_TIMEOUT_S = 30.0
 STOP_GRACE_S = 5.0
 
@@ -26,9 +28,7 @@ class MountFailed(RuntimeError):
 
 def is_mounted(path: Path) -> bool:
     """True when something is mounted exactly at ``path``."""
-    target = str(path)
-    with open("/proc/self/mountinfo") as lines:
-        return any(line.split()[4] == target for line in lines)
+    return mount_at(path) is not None
 
 
 def tail(path: Path, lines: int = 8) -> str:
@@ -104,11 +104,9 @@ def stop_mount(process: subprocess.Popen[bytes] | None, mountpoint: Path) -> Non
 def detach_all_under(root: Path) -> None:
     """Detach every mount below ``root`` (a last resort before removing it)."""
     prefix = str(root).rstrip("/") + "/"
-    with open("/proc/self/mountinfo") as lines:
-        points = [line.split()[4] for line in lines]
-    for point in points:
-        if point.startswith(prefix):
-            detach(Path(point))
+    for entry in read_mounts():
+        if entry.mount_point.startswith(prefix):
+            detach(Path(entry.mount_point))
 
 
 def fuse_missing(binary: str | None = None) -> str | None:

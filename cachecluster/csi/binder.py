@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 
 from cachecluster.common.errors import CacheClusterError, ErrorKind
-from cachecluster.csi.mountinfo import mount_at
+from cachecluster.common.mountinfo import mount_at
 
 log = logging.getLogger(__name__)
 

@@ -29,8 +29,8 @@ from cachecluster.common.errors import (
     NotFound,
     Unavailable,
 )
+from cachecluster.common.mountinfo import mount_at, mount_holding
 from cachecluster.csi import binder
-from cachecluster.csi.mountinfo import mount_at, mount_holding
 from cachecluster.csi.state import Published, PublishedTargets
 
 log = logging.getLogger(__name__)

@@ -33,6 +33,7 @@ import uvloop
 
 from cachecluster.client.cluster_view import DEFAULT_METADATA_TTL
 from cachecluster.common.errors import CacheClusterError, ConfigError, ErrorKind, Unavailable
+from cachecluster.common.mountinfo import mount_at
 
 log = logging.getLogger(__name__)
 
@@ -65,33 +66,10 @@ class MountOptions:
 # ---------------------------------------------------------------- kernel state
 
 
-def _unescape(field: str) -> str:
-    return (
-        field.replace("\\040", " ")
-        .replace("\\011", "\t")
-        .replace("\\012", "\n")
-        .replace("\\134", "\\")
-    )
-
-
-def mount_entry(mountpoint: str | Path) -> tuple[str, str] | None:
-    """``(major:minor, fstype)`` of the mount at ``mountpoint`` (from mountinfo), else None."""
-    target = os.path.abspath(mountpoint)
-    found: tuple[str, str] | None = None
-    with open("/proc/self/mountinfo") as lines:
-        for line in lines:
-            fields = line.split()
-            if _unescape(fields[4]) != target:
-                continue
-            tail = fields[fields.index("-") + 1 :]
-            found = (fields[2], tail[0])  # the last one is the top of the stack
-    return found
-
-
 def is_mounted(mountpoint: str | Path) -> bool:
     """True when a cachecluster FUSE mount sits at ``mountpoint``."""
-    entry = mount_entry(mountpoint)
-    return entry is not None and entry[1].startswith("fuse")
+    entry = mount_at(mountpoint)
+    return entry is not None and entry.fstype.startswith("fuse")
 
 
 STALE_ERRNOS = frozenset({errno.ENOTCONN, errno.ECONNABORTED})
@@ -101,7 +79,7 @@ connected"; "Software caused connection abort" right after the death)."""
 
 def is_stale(mountpoint: str | Path) -> bool:
     """True when a mount sits there but its process is gone."""
-    if mount_entry(mountpoint) is None:
+    if mount_at(mountpoint) is None:
         return False
     try:
         os.stat(mountpoint)
@@ -117,9 +95,9 @@ def detach(mountpoint: str | Path) -> None:
         if shutil.which(command[0]) is None:
             continue
         done = subprocess.run(command, capture_output=True, text=True, check=False)
-        if done.returncode == 0 or mount_entry(path) is None:
+        if done.returncode == 0 or mount_at(path) is None:
             return
-    if mount_entry(path) is not None:
+    if mount_at(path) is not None:
         raise MountError(f"{path}: could not unmount")
 
 
@@ -132,17 +110,17 @@ def prepare_mountpoint(mountpoint: str | Path) -> str:
     if is_stale(path):
         log.warning("%s: stale mount (its process died): unmounting it", path)
         detach(path)
-    elif mount_entry(path) is not None and is_mounted(path):
+    elif mount_at(path) is not None and is_mounted(path):
         raise MountError(f"{path}: already mounted (cachecluster unmount {path} first)")
     os.makedirs(path, exist_ok=True)
     return path
 
 
 def _raise_read_ahead(mountpoint: str) -> None:
-    entry = mount_entry(mountpoint)
+    entry = mount_at(mountpoint)
     if entry is None:
         return
-    knob = Path("/sys/class/bdi") / entry[0] / "read_ahead_kb"
+    knob = Path("/sys/class/bdi") / entry.device / "read_ahead_kb"
     try:
         knob.write_text(str(READ_AHEAD_KB))
     except OSError as exc:  # not root: 128 KiB requests, still correct
@@ -247,7 +225,7 @@ async def _serve(options: MountOptions) -> None:
             log.info("mounted %s at %s", options.prefix or "every namespace", options.mountpoint)
             await pyfuse3.main()
             # main() also returns when the mount was removed from outside.
-            unmounted = mount_entry(options.mountpoint) is None
+            unmounted = mount_at(options.mountpoint) is None
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
@@ -329,7 +307,7 @@ def _tail(path: str, lines: int = 10) -> str:
 def unmount(mountpoint: str | Path, *, timeout: float = UNMOUNT_TIMEOUT_S) -> None:
     """Unmount: SIGTERM to the serving process when recorded, else ``fusermount3 -u``."""
     path = os.path.abspath(mountpoint)
-    if mount_entry(path) is None:
+    if mount_at(path) is None:
         raise MountError(f"{path}: not mounted")
     record_path = _record_path(path)
     pid = 0
@@ -338,11 +316,11 @@ def unmount(mountpoint: str | Path, *, timeout: float = UNMOUNT_TIMEOUT_S) -> No
     if _alive(pid):
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and (_alive(pid) or mount_entry(path) is not None):
+        while time.monotonic() < deadline and (_alive(pid) or mount_at(path) is not None):
             if _reap(pid):
                 continue
             time.sleep(0.05)
-    if mount_entry(path) is not None:
+    if mount_at(path) is not None:
         done = subprocess.run(
             ["fusermount3", "-u", path], capture_output=True, text=True, check=False
         )

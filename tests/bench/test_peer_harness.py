@@ -15,13 +15,12 @@ from pathlib import Path
 from bench.peers.suite import SYSTEMS
 from bench.peers.suite import main as run_suite
 from bench.peers.workloads import WORKLOADS
+from cachecluster.common.mountinfo import read_mounts
 
 
 def mounts_under(root: Path) -> list[str]:
     """Mount points below ``root``."""
-    with open("/proc/self/mountinfo") as lines:
-        points = [line.split()[4] for line in lines]
-    return [point for point in points if point.startswith(str(root))]
+    return [m.mount_point for m in read_mounts() if m.mount_point.startswith(str(root))]
 
 
 def processes_mentioning(text: str) -> list[str]:

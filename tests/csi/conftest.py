@@ -20,7 +20,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from cachecluster.csi.mountinfo import read_mounts
+from cachecluster.common.mountinfo import read_mounts
 from cachecluster.protos import csi_pb2, csi_pb2_grpc
 
 NODE_ID = "node-a"

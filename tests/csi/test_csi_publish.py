@@ -20,7 +20,7 @@ import grpc
 import pytest
 
 from cachecluster.common import auth
-from cachecluster.csi.mountinfo import mount_at
+from cachecluster.common.mountinfo import mount_at
 from cachecluster.fuse.mount import STALE_ERRNOS, _alive
 from cachecluster.operator.dataset_objects import persistent_volume
 from cachecluster.operator.naming import (

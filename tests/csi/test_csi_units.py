@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from cachecluster.common.errors import ConfigError
+from cachecluster.common.mountinfo import mount_at, mount_holding, parse_line, read_mounts
 from cachecluster.csi.config import CsiConfig, socket_path
-from cachecluster.csi.mountinfo import mount_at, mount_holding, parse_line, read_mounts
 from cachecluster.csi.state import Published, PublishedTargets
 from cachecluster.protos import csi_pb2
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from cachecluster.common import auth
+from cachecluster.common.mountinfo import mount_at
 from cachecluster.local.cluster import LocalCluster
 from cachecluster.local.cluster_calls import apply_dataset_async, run_sync
 
@@ -157,9 +158,7 @@ class Mount:
 
 def mount_entry(path: Path) -> bool:
     """True when something is mounted at ``path``."""
-    target = str(path)
-    with open("/proc/self/mountinfo") as lines:
-        return any(line.split()[4] == target for line in lines)
+    return mount_at(path) is not None
 
 
 def cleanup(path: Path, pid: int) -> None:
