@@ -8,12 +8,17 @@ never be bound into a pod).
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 MOUNTINFO = Path("/proc/self/mountinfo")
+
+STALE_ERRNOS = frozenset({errno.ENOTCONN, errno.ECONNABORTED})
+"""What a path on a FUSE mount whose process died answers ("Transport endpoint is not
+connected"; "Software caused connection abort" right after the death)."""
 
 _ESCAPE_RE = re.compile(r"\\([0-7]{3})")
 

@@ -15,7 +15,6 @@ runtime's FUSE pod has not mounted yet is never bound in its place.
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import os
 import stat
@@ -29,7 +28,7 @@ from cachecluster.common.errors import (
     NotFound,
     Unavailable,
 )
-from cachecluster.common.mountinfo import mount_at, mount_holding
+from cachecluster.common.mountinfo import STALE_ERRNOS, mount_at, mount_holding
 from cachecluster.csi import binder
 from cachecluster.csi.state import Published, PublishedTargets
 
@@ -37,9 +36,6 @@ log = logging.getLogger(__name__)
 
 STAT_TIMEOUT_S = 5.0
 """A FUSE path that does not answer ``stat`` in this time counts as unavailable."""
-
-STALE_ERRNOS = frozenset({errno.ENOTCONN, errno.ECONNABORTED})
-"""What a path on a FUSE mount whose process died answers."""
 
 
 def _stat_live(path: str) -> os.stat_result:

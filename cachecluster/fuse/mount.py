@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import hashlib
 import json
 import logging
@@ -33,7 +32,7 @@ import uvloop
 
 from cachecluster.client.cluster_view import DEFAULT_METADATA_TTL
 from cachecluster.common.errors import CacheClusterError, ConfigError, ErrorKind, Unavailable
-from cachecluster.common.mountinfo import mount_at
+from cachecluster.common.mountinfo import STALE_ERRNOS, mount_at
 
 log = logging.getLogger(__name__)
 
@@ -72,17 +71,14 @@ def is_mounted(mountpoint: str | Path) -> bool:
     return entry is not None and entry.fstype.startswith("fuse")
 
 
-STALE_ERRNOS = frozenset({errno.ENOTCONN, errno.ECONNABORTED})
-"""What a FUSE mount whose process died answers ("Transport endpoint is not
-connected"; "Software caused connection abort" right after the death)."""
-
-
 def is_stale(mountpoint: str | Path) -> bool:
     """True when a mount sits there but its process is gone."""
     if mount_at(mountpoint) is None:
         return False
     try:
-        os.stat(mountpoint)
+        # statfs always asks the FUSE process; stat may answer from the kernel's
+        # attribute cache for a while after the process died.
+        os.statvfs(mountpoint)
     except OSError as exc:
         return exc.errno in STALE_ERRNOS
     return False

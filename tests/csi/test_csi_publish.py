@@ -20,8 +20,8 @@ import grpc
 import pytest
 
 from cachecluster.common import auth
-from cachecluster.common.mountinfo import mount_at
-from cachecluster.fuse.mount import STALE_ERRNOS, _alive
+from cachecluster.common.mountinfo import STALE_ERRNOS, mount_at
+from cachecluster.fuse.mount import _alive
 from cachecluster.operator.dataset_objects import persistent_volume
 from cachecluster.operator.naming import (
     CSI_CONTEXT_FUSE_PATH,

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from cachecluster.common import auth
-from cachecluster.fuse.mount import STALE_ERRNOS, _alive
+from cachecluster.common.mountinfo import STALE_ERRNOS
+from cachecluster.fuse.mount import _alive
 from cachecluster.local.cluster_calls import master_channel, run_sync
 from cachecluster.protos import master_pb2, master_pb2_grpc
 from tests.fuse.conftest import (
