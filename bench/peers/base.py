@@ -27,7 +27,11 @@ class UfsEnv:
     region: str
     bucket: str
     workdir: Path
-    """A folder on tmpfs for caches, mount points and logs (removed by the suite)."""
+    """A folder on tmpfs for mount points, logs and cachecluster's MEM tiers (removed by
+    the suite)."""
+    peer_cache: Path
+    """The folder the peers (fsspec, rclone, s3fs-fuse) keep their caches in: on the root
+    disk or on tmpfs, as ``--peer-cache`` says (removed by the suite)."""
 
 
 class RangeReader(Protocol):
@@ -51,9 +55,23 @@ class System(abc.ABC):
     """How :meth:`reset_cold` makes the next read cold (shown in the table)."""
     skips: ClassVar[Mapping[str, str]] = {}
     """Workloads this system does not run, each with the reason the table shows."""
+    default_cache: ClassVar[str] = ""
+    """Where the system puts its cache when its user does not say (shown in the report)."""
 
     def available(self) -> str | None:
         """None when the system can run here, else the reason it cannot."""
+        return None
+
+    def cache_parent(self, env: UfsEnv) -> Path | None:
+        """The folder this system's cache goes in, None when it has no cache.
+
+        By default the scratch folder (cachecluster's MEM tiers, on tmpfs); the peers
+        override it with ``env.peer_cache``.
+        """
+        return env.workdir
+
+    def default_cache_dir(self) -> Path | None:
+        """Where :attr:`default_cache` is on this machine (None: there is no default)."""
         return None
 
     @abc.abstractmethod

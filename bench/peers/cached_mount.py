@@ -18,7 +18,7 @@ from bench.peers.processes import fuse_missing, start_mount, stop_mount
 
 
 class CachedFuseMount(MountSystem):
-    """A FUSE peer with a cache folder under the bench's work folder."""
+    """A FUSE peer with a cache folder under the peers' cache folder (``env.peer_cache``)."""
 
     binary: str
     """The executable that must be on PATH."""
@@ -33,10 +33,14 @@ class CachedFuseMount(MountSystem):
         """The binary and FUSE must be there."""
         return fuse_missing(self.binary)
 
+    def cache_parent(self, env: UfsEnv) -> Path | None:
+        """The peers' cache folder."""
+        return env.peer_cache
+
     @property
     def _cache(self) -> Path:
         assert self._env is not None
-        return self._env.workdir / f"{self.folder}-cache"
+        return self._env.peer_cache / f"{self.folder}-cache"
 
     @abc.abstractmethod
     def _command(self, env: UfsEnv) -> tuple[Sequence[str], Mapping[str, str] | None]:

@@ -114,9 +114,10 @@ def upload(client: S3Client, bucket: str, layout: Layout) -> None:
         list(pool.map(put_small, layout.small_keys()))
 
 
-def scratch_dir(prefix: str, parent: Path | None = None) -> Path:
-    """A new folder under ``parent``, by default on tmpfs (/dev/shm when there is one)."""
-    if parent is None and Path("/dev/shm").is_dir():
+def scratch_dir(prefix: str, parent: Path | None = None, tmpfs: bool = True) -> Path:
+    """A new folder under ``parent``; by default on tmpfs (/dev/shm when there is one) with
+    ``tmpfs``, else in the temp dir."""
+    if parent is None and tmpfs and Path("/dev/shm").is_dir():
         parent = Path("/dev/shm")
     if parent is not None:
         parent.mkdir(parents=True, exist_ok=True)

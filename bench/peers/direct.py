@@ -9,6 +9,7 @@ warm for both: there is no cache; the S3 server's page cache is dropped.
 from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.peers.base import RangeReader, System, UfsEnv
@@ -83,6 +84,10 @@ class Boto3Get(System):
     def __init__(self) -> None:
         self._env: UfsEnv | None = None
         self._client: S3Client | None = None
+
+    def cache_parent(self, env: UfsEnv) -> Path | None:
+        """No cache."""
+        return None
 
     @property
     def client(self) -> S3Client:

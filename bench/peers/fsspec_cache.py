@@ -2,8 +2,11 @@
 
 ``blockcache::s3://`` keeps the blocks it read in a sparse local file per
 object; ``simplecache::s3://`` downloads a whole object on open and reads the
-local copy. Both caches sit on tmpfs under the bench's scratch folder. Cold:
-a new filesystem instance over an emptied cache folder.
+local copy. Their ``cache_storage`` defaults to a new folder under
+``tempfile.gettempdir()``; here it is a folder under the suite's peer cache
+folder (``--peer-cache disk``: under the temp dir too, on the root disk;
+``--peer-cache tmpfs``: on /dev/shm). Cold: a new filesystem instance over an
+emptied cache folder.
 
 The caching file systems are not thread-safe: opening files from 8 threads
 at once raises ``KeyError`` from their cache index. Opens and closes are
@@ -15,6 +18,7 @@ do too.
 from __future__ import annotations
 
 import shutil
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -49,6 +53,7 @@ class FsspecCached(System):
     """s3fs wrapped in one of fsspec's caching file systems (``protocol``)."""
 
     protocol = "blockcache"
+    default_cache = "fsspec's default cache_storage: a folder under tempfile.gettempdir()"
 
     def __init__(self) -> None:
         self._env: UfsEnv | None = None
@@ -63,6 +68,14 @@ class FsspecCached(System):
         except ImportError as exc:
             return f"s3fs is not installed ({exc}): pip install '.[bench]'"
         return None
+
+    def cache_parent(self, env: UfsEnv) -> Path | None:
+        """The peers' cache folder."""
+        return env.peer_cache
+
+    def default_cache_dir(self) -> Path | None:
+        """The temp dir."""
+        return Path(tempfile.gettempdir())
 
     def _new_fs(self) -> None:
         import fsspec
@@ -87,7 +100,7 @@ class FsspecCached(System):
     def start(self, env: UfsEnv) -> None:
         """A cache folder and a file system instance."""
         self._env = env
-        self._cache = env.workdir / f"{self.name}-cache"
+        self._cache = env.peer_cache / f"{self.name}-cache"
         self._cache.mkdir(parents=True, exist_ok=True)
         self._new_fs()
 

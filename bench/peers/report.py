@@ -21,6 +21,48 @@ COLD_OF = {"seq_warm": "seq_cold", "small_warm": "small_cold", "model_load": "mo
 """The baseline has no cache: a warm row's ratio falls back to its cold figure."""
 
 
+def peer_cache(document: dict[str, Any]) -> str:
+    """``disk`` or ``tmpfs``: where the run kept the peers' caches (runs before the
+    ``--peer-cache`` flag kept them on tmpfs)."""
+    return str(document.get("peer_cache", "tmpfs"))
+
+
+def comparison(document: dict[str, Any]) -> str:
+    """One sentence: which comparison the run is."""
+    if peer_cache(document) == "disk":
+        return (
+            "Peers' caches on disk, where their users get them by default "
+            "(`--peer-cache disk`), against cachecluster's MEM tier (tmpfs, as in the seeds' "
+            "JindoRuntime). The page cache is dropped before every figure, so a peer's warm "
+            "read comes from its disk; `--peer-cache tmpfs` compares with every cache in RAM."
+        )
+    return (
+        "Every cache in RAM (`--peer-cache tmpfs`): the peers' caches on tmpfs like "
+        "cachecluster's MEM tier, so a peer's warm read is a tmpfs read (the page cache "
+        "dropped before each figure does not touch tmpfs); `--peer-cache disk` puts the "
+        "peers' caches where their defaults do."
+    )
+
+
+def cache_line(record: dict[str, Any]) -> str:
+    """``cache on: ...`` of one system for the Systems section ('' when not recorded)."""
+    cache = record.get("cache")
+    if not cache:
+        return ""
+    parts = []
+    if cache.get("medium"):
+        medium = cache["medium"]
+        parts.append(f"cache on: {medium['describe']}, under `{medium['path']}`")
+    elif "error" not in cache:
+        parts.append("no cache")
+    if cache.get("default"):
+        here = cache.get("default_medium")
+        parts.append(cache["default"] + (f" ({here['describe']} here)" if here else ""))
+    if cache.get("error"):
+        parts.append(f"cache medium unknown: {cache['error']}")
+    return "; " + "; ".join(parts) if parts else ""
+
+
 def percentile(values: list[float], pct: int) -> float:
     """The ``pct``-th percentile (nearest rank) of ``values``."""
     ordered = sorted(values)
@@ -119,7 +161,7 @@ def markdown(document: dict[str, Any], summary: dict[str, Any], stem: str) -> st
         return f"n/a [{notes.index(entry['why']) + 1}]"
 
     lines = [
-        f"# Peer benchmark {document['stamp']}",
+        f"# Peer benchmark {document['stamp']}: peer caches on {peer_cache(document)}",
         "",
         f"Command: `{document['command']}` (rounds a system: {document['runs']}; "
         f"{document['seconds'] / 60:.1f} min in all). Machine: {machine['cores']} cores "
@@ -131,8 +173,10 @@ def markdown(document: dict[str, Any], summary: dict[str, Any], stem: str) -> st
         f"{layout['small_files']} files of 64 KiB (1,000 a folder), a model of "
         f"{layout['model_bytes'] >> 20} MiB in {layout['model_shards']} shards; seeded random "
         f"bytes, the same objects for every system. Page cache dropped before every figure: "
-        f"{'yes' if document['page_cache_dropped'] else 'NO (not root): cold figures may be warm'}."
-        " Every system's own cache lives on tmpfs (not dropped).",
+        f"{'yes' if document['page_cache_dropped'] else 'NO (not root): cold figures may be warm'}"
+        ".",
+        "",
+        comparison(document),
         "",
         f"## Speed-up against {document['baseline']} (median / baseline median; > 1 is faster)",
         "",
@@ -176,16 +220,24 @@ def markdown(document: dict[str, Any], summary: dict[str, Any], stem: str) -> st
         ]
     lines += ["", "## How each figure was taken", ""]
     lines += [f"- {w['title']}: {w['cache']}." for w in workloads]
-    lines += ["", "## Systems", ""]
+    lines += [
+        "",
+        "The page cache is dropped before every figure: a warm read of a cache on disk comes "
+        "from the disk, one on tmpfs from RAM (tmpfs is not dropped). Where each cache is: "
+        "Systems, below.",
+    ]
+    lines += ["", f"## Systems (peer caches on {peer_cache(document)})", ""]
     for name, record in document["systems"].items():
         state = "" if record["status"] == "ok" else f" — {record['status']}: {record['reason']}"
-        lines.append(f"- `{name}`: {record['label']}; cold = {record['cold_how']}{state}")
+        lines.append(
+            f"- `{name}`: {record['label']}; cold = {record['cold_how']}{cache_line(record)}{state}"
+        )
     if notes:
         lines += ["", "## Notes", ""]
         lines += [f"{i}. {note}" for i, note in enumerate(notes, 1)]
     targets = _targets(document, summary)
     if targets:
-        lines += ["", "## Issue 6 targets for cachecluster", "", *targets]
+        lines += ["", "## Issue 6 targets for cachecluster", "", comparison(document), "", *targets]
     lines += ["", f"![throughput]({stem}-figures.png)", "", f"![latency]({stem}-latency.png)", ""]
     return "\n".join(lines)
 
@@ -216,7 +268,10 @@ def plots(document: dict[str, Any], summary: dict[str, Any], out: Path, stem: st
         ax.set_xticks(range(len(systems)), systems, rotation=60, ha="right", fontsize=7)
     for ax in list(axes.flat)[len(workloads) :]:
         ax.axis("off")
-    fig.suptitle(f"cachecluster vs peers, {document['stamp']} (median, min-max)")
+    fig.suptitle(
+        f"cachecluster vs peers, {document['stamp']}, peer caches on {peer_cache(document)} "
+        "(median, min-max)"
+    )
     fig.tight_layout()
     figures = out / f"{stem}-figures.png"
     fig.savefig(figures, dpi=80)
@@ -234,7 +289,11 @@ def plots(document: dict[str, Any], summary: dict[str, Any], out: Path, stem: st
         ax.bar(xs, ys, width, label=f"p{pct}")
     ax.set_yscale("log")
     ax.set_ylabel("ms per 1 MiB read (log)")
-    ax.set_title("1 MiB random reads, warm cache: latency percentiles (lower is better)")
+    ax.set_title(
+        f"1 MiB random reads, warm cache (peer caches on {peer_cache(document)}): "
+        "latency percentiles (lower is better)",
+        fontsize=10,
+    )
     ax.set_xticks(range(len(systems)), systems, rotation=30, ha="right", fontsize=8)
     ax.legend()
     fig.tight_layout()

@@ -1,7 +1,10 @@
 """s3fs-fuse with ``use_cache`` (Debian's s3fs).
 
-Credentials in a ``passwd_file`` (mode 600), path-style requests, the cache
-folder on tmpfs, read-only. Cold: a new mount over an emptied cache folder.
+Credentials in a ``passwd_file`` (mode 600), path-style requests, read-only.
+``use_cache=DIR`` has no default (no cache without it): the user picks the
+folder, usually on disk (under /tmp or /var/cache); here it is a folder under
+the suite's peer cache folder (on the root disk or on tmpfs, as
+``--peer-cache`` says). Cold: a new mount over an emptied cache folder.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ class S3fsFuse(CachedFuseMount):
     cold_how = "new mount, use_cache folder emptied"
     binary = "s3fs"
     folder = "s3fs"
+    default_cache = "s3fs-fuse's use_cache=DIR has no default: the user picks the folder"
 
     def _command(self, env: UfsEnv) -> tuple[Sequence[str], Mapping[str, str] | None]:
         passwd = env.workdir / "s3fs.passwd"

@@ -1,13 +1,23 @@
 """``python -m bench``: every system, every workload, on the same S3 objects, in one run.
 
-Run: ``.venv/bin/python -m bench [--size-mib 1024] [--small-files 10000]
-[--model-mib 2048] [--runs 3] [--systems a,b] [--workloads x,y] [--out DIR]``
-(as root, so that it can drop the page cache). It starts SeaweedFS (S3) with
-its data on disk, uploads the seeded objects once, then for each system in
-turn: start it, do ``--runs`` rounds of the workloads (each round begins with
-an emptied system cache), stop it. A system that cannot run here is recorded
-as missing with the reason; one that fails records its error in the cell and
-the suite goes on. Writes ``<out>/<stamp>.json``, ``.md`` and PNG plots.
+Run: ``.venv/bin/python -m bench [--peer-cache disk|tmpfs] [--size-mib 1024]
+[--small-files 10000] [--model-mib 2048] [--runs 3] [--systems a,b]
+[--workloads x,y] [--out DIR]`` (as root, so that it can drop the page cache).
+It starts SeaweedFS (S3) with its data on disk, uploads the seeded objects
+once, then for each system in turn: start it, do ``--runs`` rounds of the
+workloads (each round begins with an emptied system cache), stop it. A system
+that cannot run here is recorded as missing with the reason; one that fails
+records its error in the cell and the suite goes on. Writes
+``<out>/<stamp>.json``, ``.md`` and PNG plots.
+
+Where the caches live: ``--peer-cache disk`` (the default) keeps the peers'
+caches (fsspec, rclone, s3fs-fuse) where their users get them, on the root
+disk: a folder under the temp dir (fsspec's own default; ``--peer-cache-dir``
+picks another disk folder). ``--peer-cache tmpfs`` puts them on /dev/shm, next
+to cachecluster's MEM tiers: everybody in RAM. cachecluster keeps its MEM tier
+(tmpfs) in both. The suite checks with ``df`` that each folder is on the
+medium claimed, refuses to run when it is not, and names each system's medium
+in the report.
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ import contextlib
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +39,7 @@ from typing import Any
 
 from bench.peers import report, workloads
 from bench.peers.base import System, UfsEnv
+from bench.peers.cache_medium import WrongMedium, medium_of, require
 from bench.peers.cachecluster_peer import ClusterClient, ClusterFuse
 from bench.peers.data import Layout, MiB, scratch_dir, upload
 from bench.peers.direct import Boto3Get, Boto3Ranged
@@ -51,6 +63,8 @@ SYSTEMS: tuple[type[System], ...] = (
 BASELINE = Boto3Get.name
 BUCKET = "bench"
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "results"
+SHM = Path("/dev/shm")
+PEER_CACHE = ("disk", "tmpfs")
 
 
 def _names(value: str, known: list[str], what: str) -> list[str]:
@@ -87,7 +101,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where results go")
     parser.add_argument("--stamp", default=None, help="file name stem (default: UTC date-time)")
     parser.add_argument(
-        "--scratch", type=Path, default=None, help="caches, mounts, logs (default: /dev/shm)"
+        "--peer-cache",
+        choices=PEER_CACHE,
+        default="disk",
+        help="where the peers keep their caches: on the root disk, where their defaults put "
+        "them (default), or on tmpfs like cachecluster's MEM tier",
+    )
+    parser.add_argument(
+        "--peer-cache-dir",
+        type=Path,
+        default=None,
+        help="with --peer-cache disk: the disk folder for the peers' caches "
+        "(default: the temp dir, where fsspec puts its cache)",
+    )
+    parser.add_argument(
+        "--scratch",
+        type=Path,
+        default=None,
+        help="mounts, logs, cachecluster's MEM tiers and, with --peer-cache tmpfs, the "
+        "peers' caches (default: /dev/shm)",
     )
     parser.add_argument(
         "--s3-dir", type=Path, default=None, help="SeaweedFS data (default: the temp dir, on disk)"
@@ -102,7 +134,60 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for flag in ("size_mib", "small_files", "model_mib", "runs", "random_reads", "pass_seconds"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag.replace('_', '-')} {getattr(args, flag)}: must be >= 1")
+    if args.peer_cache_dir is not None and args.peer_cache != "disk":
+        parser.error("--peer-cache-dir goes with --peer-cache disk")
     return args
+
+
+def command_line(argv: list[str], args: argparse.Namespace) -> str:
+    """The command as run, naming ``--peer-cache`` also when it was left at its default."""
+    named = any(a == "--peer-cache" or a.startswith("--peer-cache=") for a in argv)
+    extra = [] if named else ["--peer-cache", args.peer_cache]
+    return " ".join(["python -m bench", *extra, *argv])
+
+
+class CacheFolders:
+    """The scratch folder (mounts, logs, MEM tiers) and the peers' cache folder, checked.
+
+    Made on entry, removed on exit (also on errors and Ctrl-C; any mount left under
+    the scratch folder is detached first). :class:`WrongMedium` when a folder is not
+    on the medium ``--peer-cache`` claims, with everything made removed again.
+    """
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.made: list[Path] = []
+        self.workdir = Path()
+        self.peer_cache = Path()
+
+    def __enter__(self) -> CacheFolders:
+        args = self.args
+        if args.peer_cache == "tmpfs" and args.scratch is None and not SHM.is_dir():
+            raise WrongMedium("--peer-cache tmpfs: /dev/shm is missing (no tmpfs for the caches)")
+        try:
+            self.workdir = scratch_dir("cc-peers-", args.scratch)
+            self.made.append(self.workdir)
+            if args.peer_cache == "tmpfs":
+                self.peer_cache = self.workdir
+                require(self.workdir, "tmpfs", "--peer-cache tmpfs (the --scratch folder)")
+            else:
+                self.peer_cache = scratch_dir("cc-peers-cache-", args.peer_cache_dir, tmpfs=False)
+                self.made.append(self.peer_cache)
+                require(self.peer_cache, "disk", "--peer-cache disk (pick --peer-cache-dir)")
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+    def remove(self) -> None:
+        """Detach mounts left under the scratch folder, remove every folder made."""
+        for folder in self.made:
+            detach_all_under(folder)  # never walk into a mount a failed stop left
+            shutil.rmtree(folder, ignore_errors=True)
+        self.made.clear()
 
 
 class MeasurementTimeout(Exception):
@@ -207,14 +292,31 @@ class SystemRun:
         )
         return sample
 
+    def describe_cache(self, env: UfsEnv) -> None:
+        """Record where the system's cache lives and what medium that is (``df``)."""
+        parent = self.system.cache_parent(env)
+        default = self.system.default_cache_dir()
+        cache: dict[str, Any] = {"medium": None, "default": self.system.default_cache or None}
+        try:
+            if parent is not None:
+                cache["medium"] = medium_of(parent).as_json()
+            if default is not None:
+                cache["default_medium"] = medium_of(default).as_json()
+        except (WrongMedium, OSError, subprocess.SubprocessError) as exc:
+            cache["error"] = one_line(exc)
+        self.record["cache"] = cache
+
     def run(self, env: UfsEnv) -> dict[str, Any]:
         """Start, do every round, stop; the record."""
+        self.describe_cache(env)
         reason = self.system.available()
         if reason is not None:
             self.record.update(status="missing", reason=reason)
             print(f"== {self.system.name}: MISSING ({reason})", flush=True)
             return self.record
-        print(f"== {self.system.name}", flush=True)
+        medium = self.record["cache"]["medium"]
+        where = f"cache on {medium['describe']}" if medium else "no cache"
+        print(f"== {self.system.name} ({where})", flush=True)
         started = time.perf_counter()
         try:
             with deadline(self.args.timeout):
@@ -237,39 +339,44 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def run_suite(args: argparse.Namespace) -> dict[str, Any]:
+def run_suite(args: argparse.Namespace, command: str) -> dict[str, Any]:
     """Start S3, upload the objects, run every selected system; the whole result document."""
     from tests.servers.seaweed import SeaweedS3
 
     layout = Layout(args.size_mib * MiB, args.small_files, args.model_mib * MiB)
     started = time.time()
     load_before = os.getloadavg()
-    workdir = scratch_dir("cc-peers-", args.scratch)
-    if args.s3_dir is not None:
-        args.s3_dir.mkdir(parents=True, exist_ok=True)
-    s3_dir = Path(tempfile.mkdtemp(prefix="cc-peers-s3-", dir=args.s3_dir))
     systems: dict[str, Any] = {}
     s3: SeaweedS3 | None = None
-    try:
-        s3 = SeaweedS3.start(s3_dir)
-        s3.create_bucket(BUCKET)
-        began = time.perf_counter()
-        upload(s3.client(), BUCKET, layout)
-        upload_s = time.perf_counter() - began
-        print(f"uploaded {layout.total_bytes() / 2**30:.2f} GiB in {upload_s:.1f}s", flush=True)
-        env = UfsEnv(s3.endpoint, s3.access_key, s3.secret_key, s3.region, BUCKET, workdir)
-        by_name = {cls.name: cls for cls in SYSTEMS}
-        for name in args.systems:
-            systems[name] = SystemRun(by_name[name](), layout, args).run(env)
-    finally:
-        detach_all_under(workdir)  # never walk into a mount a failed stop left
-        if s3 is not None:
-            s3.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
-        shutil.rmtree(s3_dir, ignore_errors=True)
+    s3_dir: Path | None = None
+    with CacheFolders(args) as folders:
+        print(f"peer caches on {args.peer_cache}: {folders.peer_cache}", flush=True)
+        if args.s3_dir is not None:
+            args.s3_dir.mkdir(parents=True, exist_ok=True)
+        s3_dir = Path(tempfile.mkdtemp(prefix="cc-peers-s3-", dir=args.s3_dir))
+        try:
+            s3 = SeaweedS3.start(s3_dir)
+            s3.create_bucket(BUCKET)
+            began = time.perf_counter()
+            upload(s3.client(), BUCKET, layout)
+            upload_s = time.perf_counter() - began
+            print(f"uploaded {layout.total_bytes() / 2**30:.2f} GiB in {upload_s:.1f}s", flush=True)
+            env = UfsEnv(
+                s3.endpoint, s3.access_key, s3.secret_key, s3.region, BUCKET,
+                folders.workdir, folders.peer_cache,
+            )  # fmt: skip
+            by_name = {cls.name: cls for cls in SYSTEMS}
+            for name in args.systems:
+                systems[name] = SystemRun(by_name[name](), layout, args).run(env)
+        finally:
+            folders.remove()  # before S3 stops: a mount left behind may still talk to it
+            if s3 is not None:
+                s3.stop()
+            shutil.rmtree(s3_dir, ignore_errors=True)
     return {
         "stamp": args.stamp,
-        "command": "python -m bench " + " ".join(sys.argv[1:]),
+        "command": command,
+        "peer_cache": args.peer_cache,
         "machine": describe_machine(),
         "load_before": load_before,
         "load_after": os.getloadavg(),
@@ -299,14 +406,19 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the suite and write the JSON, Markdown and PNGs; 0 unless it was interrupted."""
+    """Run the suite and write the JSON, Markdown and PNGs; 0 unless it was interrupted (130)
+    or a cache folder is not on the medium claimed (2)."""
+    argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     args.stamp = args.stamp or time.strftime("%Y-%m-%d-%H%M", time.gmtime())
     # SIGINT too, even when inherited as ignored (a background job of a script).
     previous_term = signal.signal(signal.SIGTERM, _terminate)
     previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        document = run_suite(args)
+        document = run_suite(args, command_line(argv, args))
+    except WrongMedium as exc:
+        print(f"python -m bench: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted: everything started was stopped", file=sys.stderr)
         return 130
