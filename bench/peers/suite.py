@@ -163,7 +163,7 @@ class CacheFolders:
     def __enter__(self) -> CacheFolders:
         args = self.args
         if args.peer_cache == "tmpfs" and args.scratch is None and not SHM.is_dir():
-            raise WrongMedium("--peer-cache tmpfs: /dev/shm is missing (no tmpfs for the caches)")
+            raise WrongMedium(f"--peer-cache tmpfs: {SHM} is missing (no tmpfs for the caches)")
         try:
             self.workdir = scratch_dir("cc-peers-", args.scratch)
             self.made.append(self.workdir)
