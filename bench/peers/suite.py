@@ -402,6 +402,7 @@ def run_suite(args: argparse.Namespace, command: str) -> dict[str, Any]:
             if w.id in args.workloads
         ],
         "systems": systems,
+        "not_selected": [cls.name for cls in SYSTEMS if cls.name not in args.systems],
     }
 
 

@@ -61,9 +61,9 @@ WORKLOADS: tuple[Workload, ...] = (
              "system cache warm, page cache dropped; aggregate"),
     Workload("ls_lR", "ls -lR (list + sizes)", "s", "lower",
              "fresh mount / client, page cache dropped"),
-    Workload("stat", "stat of every small file", "stats/s", "higher",
-             f"fresh mount / client, page cache dropped; {THREADS} threads, until all are "
-             "done or the pass time is up"),
+    Workload("stat", "stat of the small files", "stats/s", "higher",
+             f"fresh mount / client, page cache dropped; {THREADS} threads over the small "
+             "files in order, until all are done or the pass time is up"),
     Workload("model_cold", "model load, cold", "s", "lower",
              "system cache emptied, page cache dropped; shards one after another"),
     Workload("model_load", "model load, fresh mount", "s", "lower",

@@ -174,12 +174,16 @@ def test_tiny_suite_with_every_cache_on_tmpfs(tmp_path: Path, shm_dir: Path) -> 
     assert_nothing_left(tmp_path, shm_dir)
     assert document["peer_cache"] == "tmpfs"
     assert list(document["systems"]) == TMPFS_SYSTEMS
+    left_out = [cls.name for cls in SYSTEMS if cls.name not in TMPFS_SYSTEMS]
+    assert document["not_selected"] == left_out
     assert_every_cell(document)
     for name, kind in cache_kinds(document).items():
         assert kind == (None if name in NO_CACHE else "tmpfs"), name
     page = document["page"]
     assert page.startswith("# Peer benchmark tiny: peer caches on tmpfs\n")
     assert "Every cache in RAM (`--peer-cache tmpfs`)" in page
+    assert f"left out by --systems): {', '.join(left_out)}" in page
+    assert "fewer than the 3 issue 6 asks" in page
 
 
 def test_medium_agrees_with_the_mount_table(tmp_path: Path) -> None:
