@@ -39,7 +39,7 @@ from typing import Any
 
 from bench.peers import report, workloads
 from bench.peers.base import System, UfsEnv
-from bench.peers.cache_medium import WrongMedium, medium_of, require
+from bench.peers.cache_medium import Medium, WrongMedium, medium_of, require
 from bench.peers.cachecluster_peer import ClusterClient, ClusterFuse
 from bench.peers.data import Layout, MiB, scratch_dir, upload
 from bench.peers.direct import Boto3Get, Boto3Ranged
@@ -159,6 +159,7 @@ class CacheFolders:
         self.made: list[Path] = []
         self.workdir = Path()
         self.peer_cache = Path()
+        self.peer_medium: Medium | None = None
 
     def __enter__(self) -> CacheFolders:
         args = self.args
@@ -169,11 +170,15 @@ class CacheFolders:
             self.made.append(self.workdir)
             if args.peer_cache == "tmpfs":
                 self.peer_cache = self.workdir
-                require(self.workdir, "tmpfs", "--peer-cache tmpfs (the --scratch folder)")
+                self.peer_medium = require(
+                    self.workdir, "tmpfs", "--peer-cache tmpfs (the --scratch folder)"
+                )
             else:
                 self.peer_cache = scratch_dir("cc-peers-cache-", args.peer_cache_dir, tmpfs=False)
                 self.made.append(self.peer_cache)
-                require(self.peer_cache, "disk", "--peer-cache disk (pick --peer-cache-dir)")
+                self.peer_medium = require(
+                    self.peer_cache, "disk", "--peer-cache disk (pick --peer-cache-dir)"
+                )
         except BaseException:
             self.remove()
             raise
@@ -348,9 +353,10 @@ def run_suite(args: argparse.Namespace, command: str) -> dict[str, Any]:
     load_before = os.getloadavg()
     systems: dict[str, Any] = {}
     s3: SeaweedS3 | None = None
-    s3_dir: Path | None = None
     with CacheFolders(args) as folders:
-        print(f"peer caches on {args.peer_cache}: {folders.peer_cache}", flush=True)
+        assert folders.peer_medium is not None
+        where = f"{folders.peer_medium.describe()} under {folders.peer_cache}"
+        print(f"peer caches on {where}", flush=True)
         if args.s3_dir is not None:
             args.s3_dir.mkdir(parents=True, exist_ok=True)
         s3_dir = Path(tempfile.mkdtemp(prefix="cc-peers-s3-", dir=args.s3_dir))
