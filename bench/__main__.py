@@ -4,8 +4,9 @@ By default it runs the peer suite (:mod:`bench.peers.suite`; ``python -m bench
 --help`` for its flags) and writes ``bench/results/<stamp>.json``, ``.md`` and
 PNG plots. ``--peer-cache disk`` (the default) keeps the peers' caches on the
 root disk, where their defaults put them; ``--peer-cache tmpfs`` puts them in
-RAM like cachecluster's MEM tier; the result's title names which. ``python -m bench --suite internal [NAME ...]`` runs the benchmarks
-of our own parts instead (see ``BENCHMARKS``), each in its own process; each
+RAM like cachecluster's MEM tier; the result's title names which.
+``python -m bench --suite internal [NAME ...]`` runs the benchmarks of our own
+parts instead (see ``BENCHMARKS``), each in its own process; each
 measures its own baseline in the same run and prints medians with min/max.
 """
 
