@@ -50,6 +50,12 @@ worker's round trip then overlaps the kernel's turn from OPEN to READ."""
 NEAR_CHUNKS = 8
 """A read within this many chunks of the last one counts as sequential (the
 kernel's concurrent read-ahead requests arrive slightly out of order)."""
+LIST_AFTER_MISSES = 2
+"""Lookups in a folder the mount has not listed yet that it answers with one
+``stat`` each; the next one lists the folder (one master call for all its
+entries, which the client then serves and lists again when they expire) rather
+than one call a file. A single file looked up in a huge folder lists nothing."""
+MAX_FOLDERS_TRACKED = 100_000
 
 
 @dataclass(slots=True)
@@ -150,6 +156,8 @@ class CacheClusterOperations(pyfuse3.Operations):
         self._dirs: dict[int, list[tuple[str, FileInfo]]] = {}
         self._next_fh = 1
         self._cached_version: dict[int, str] = {}
+        self._listed: set[str] = set()  # folders listed once: the client lists them again
+        self._misses: dict[str, int] = {}  # folder -> lookups in it not yet listed
         self._uid = os.getuid()
         self._gid = os.getgid()
 
@@ -209,7 +217,31 @@ class CacheClusterOperations(pyfuse3.Operations):
     async def _stat(self, relative: str) -> FileInfo:
         if not relative:  # the root is there even while its namespace has no dataset
             return FileInfo.directory(self.view.prefix)
+        folder = relative.rpartition("/")[0]
+        if self._should_list(folder):
+            try:
+                await self.client.ls(self.view.full(folder))
+            except Exception as exc:  # the stat below says what is wrong, if anything
+                log.debug("listing %r for a lookup failed: %s", folder, exc)
+            else:
+                self._was_listed(folder)
         return await self.client.stat(self.view.full(relative))
+
+    def _should_list(self, folder: str) -> bool:
+        """Whether a lookup in ``folder`` should list it first (see LIST_AFTER_MISSES)."""
+        if folder in self._listed:
+            return False
+        misses = self._misses.get(folder, 0) + 1
+        if len(self._misses) >= MAX_FOLDERS_TRACKED:
+            self._misses.clear()
+        self._misses[folder] = misses
+        return misses > LIST_AFTER_MISSES
+
+    def _was_listed(self, folder: str) -> None:
+        if len(self._listed) >= MAX_FOLDERS_TRACKED:
+            self._listed.clear()
+        self._listed.add(folder)
+        self._misses.pop(folder, None)
 
     async def _call(self, what: str, call: Callable[[], Awaitable[_T]]) -> _T:
         """Run one operation; any error becomes the errno of ``error_map``."""
@@ -263,6 +295,7 @@ class CacheClusterOperations(pyfuse3.Operations):
         async def run() -> pyfuse3.FileHandleT:
             entries = await self.client.ls(self.view.full(relative), detail=True)
             listing = [(entry.name, entry) for entry in entries]
+            self._was_listed(relative)
             fh = self._next_fh
             self._next_fh += 1
             self._dirs[fh] = listing
