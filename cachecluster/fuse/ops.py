@@ -44,6 +44,9 @@ answer the kernel's 128 KiB-1 MiB requests with memoryviews of them: one
 client call a chunk (the client reads 8 MiB at 1.5-1.8 GB/s, 128 KiB calls
 at a fraction of that)."""
 KEEP_CHUNKS = 4
+KEEP_MAPPED = 2
+"""Mapped blocks a handle keeps (the one being read and the one before, for
+the kernel's read-ahead requests that arrive slightly out of order)."""
 OPEN_PREFETCH = 1 << 20
 """Files up to this size are fetched whole as soon as they are opened: the
 worker's round trip then overlaps the kernel's turn from OPEN to READ."""
@@ -63,12 +66,18 @@ class _Handle:
     """An open file: its client file and its latest chunks (tasks, single-flight).
 
     ``lock``: one client call at a time per file, in arrival order (the
-    client keeps its own read-ahead going underneath).
+    client keeps its own read-ahead going underneath). ``mapped``: the latest
+    whole blocks mapped from a same-host worker's memory tier, by index: the
+    kernel's next requests within them are answered without asking the client
+    again (a block's bytes never change: its id carries the file version the
+    handle was opened at, and the mapping outlives an eviction of its file).
     """
 
     file: AsyncFile
     lock: asyncio.Lock
+    block_size: int
     chunks: dict[int, asyncio.Task[memoryview]] = field(default_factory=dict)
+    mapped: dict[int, memoryview] = field(default_factory=dict)
     last: int = 0
 
     def near(self, index: int) -> bool:
@@ -95,6 +104,22 @@ class _Handle:
                 del self.chunks[index]
             raise
         return memoryview(buffer)[:got]
+
+    async def mapped_range(self, off: int, end: int) -> memoryview | None:
+        """Bytes ``[off, end)`` within one block as a view of its mapping, or None."""
+        index = off // self.block_size
+        start = index * self.block_size
+        if end > start + self.block_size:
+            return None
+        block = self.mapped.get(index)
+        if block is None:
+            block = await self.file.local_view(start, min(self.block_size, self.file.size - start))
+            if block is None:
+                return None
+            self.mapped[index] = block
+            while len(self.mapped) > KEEP_MAPPED:
+                del self.mapped[next(iter(self.mapped))]
+        return block[off - start : end - start]
 
     async def exact(self, off: int, end: int) -> memoryview:
         buffer = bytearray(end - off)
@@ -369,9 +394,10 @@ class CacheClusterOperations(pyfuse3.Operations):
 
         async def run() -> pyfuse3.FileInfo:
             file = await self.client.open(self.view.full(relative))
+            block_size = await self.client.block_size()
             fh = self._next_fh
             self._next_fh += 1
-            handle = self._files[fh] = _Handle(file, asyncio.Lock())
+            handle = self._files[fh] = _Handle(file, asyncio.Lock(), block_size)
             if 0 < file.size <= OPEN_PREFETCH:  # the whole small file, while the kernel turns
                 handle.chunk(0).add_done_callback(_retrieved)  # a read reports its errors
             # Keep the kernel's pages while the version is the one they came from.
@@ -399,10 +425,13 @@ class CacheClusterOperations(pyfuse3.Operations):
             end = min(off + size, file.size)
             if off >= end:
                 return memoryview(b"")
-            mapped = await file.local_view(off, end - off)
-            if mapped is not None:  # a same-host worker's block file: no copy at all
-                return mapped
             index = off // CHUNK
+            if index not in handle.chunks:  # else fetched already (a small file, at open)
+                mapped = await handle.mapped_range(off, end)
+                if mapped is None and (end - 1) // handle.block_size != off // handle.block_size:
+                    mapped = await file.local_view(off, end - off)  # over a block end: a copy
+                if mapped is not None:  # a same-host worker's block file
+                    return mapped
             if (end - 1) // CHUNK != index or not (index in handle.chunks or handle.near(index)):
                 handle.last = index
                 return await handle.exact(off, end)  # random: exactly what was asked
@@ -418,6 +447,7 @@ class CacheClusterOperations(pyfuse3.Operations):
     async def release(self, fh: pyfuse3.FileHandleT) -> None:
         handle = self._files.pop(fh, None)
         if handle is not None:
+            handle.mapped.clear()
             for task in handle.chunks.values():
                 task.cancel()
             await handle.file.close()

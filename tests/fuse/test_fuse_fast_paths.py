@@ -6,14 +6,16 @@ counted from the master's own metrics (``cachecluster_master_rpcs_total``).
 
 from __future__ import annotations
 
+import mmap
 import os
+import random
 import re
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from cachecluster.fuse.ops import LIST_AFTER_MISSES
-from tests.fuse.conftest import FuseCluster, Mounter, generate, sha256, wait_until
+from tests.fuse.conftest import FILES_A, FuseCluster, Mounter, generate, sha256, wait_until
 
 FOLDERS = 3
 PER_FOLDER = 40
@@ -91,3 +93,37 @@ def test_files_appear_vanish_and_change_in_a_listed_folder(
     assert sorted(os.listdir(mount.path / "f0")) == sorted(
         [Path(name).name for name in names[1:]] + ["new.bin"]
     )
+
+
+def test_many_readers_of_big_files_at_once_read_exact_bytes(
+    fuse_cluster: FuseCluster, mounter: Mounter, tmp_path: Path
+) -> None:
+    token = fuse_cluster.cluster.token("ta")
+    mount = mounter.mount(tmp_path / "m", "--dataset", "ta/data", token=token)
+    names = ["big/seven.bin", "big/sub/odd.bin", "block.bin"]
+
+    def whole(name: str) -> str:  # sequential: the kernel's 1 MiB requests, mapped blocks
+        return sha256((mount.path / name).read_bytes())
+
+    def scattered(seed: int) -> bool:  # preads across block ends, every size, no page cache
+        rng = random.Random(seed)
+        name = names[seed % len(names)]
+        data = FILES_A[name]
+        fd = os.open(mount.path / name, os.O_RDONLY | os.O_DIRECT)
+        try:
+            for _ in range(30):
+                offset = rng.randrange(0, len(data) + 1, 4096)
+                length = rng.choice([4096, 65536, 1 << 20, 3 << 20])
+                buffer = mmap.mmap(-1, length)  # page-aligned, as O_DIRECT wants
+                got = os.preadv(fd, [buffer], offset)
+                if buffer[:got] != data[offset : offset + length]:
+                    return False
+        finally:
+            os.close(fd)
+        return True
+
+    with ThreadPoolExecutor(8) as pool:
+        digests = list(pool.map(whole, names * 4))
+        checks = list(pool.map(scattered, range(16)))
+    assert digests == [sha256(FILES_A[name]) for name in names * 4]
+    assert all(checks)
