@@ -20,7 +20,7 @@ same run:
     run (``drop_caches``), buffered and direct_io: ours vs the passthrough
     baseline (target >= 0.8x) vs plain tmpfs;
 (c) keep_cache re-read: the same file again without dropping (page cache);
-(d) ``ls -l`` of the 10,000 small files; the files listed, then read whole
+(d) ``ls -lR`` of the 10,000 small files; the files listed, then read whole
     (``open().read()``), warm cluster, page cache dropped: files/s through
     the mount vs tmpfs, one reader and 8 threads (as the peer suite); the
     first (cold) pass too;
@@ -268,9 +268,9 @@ def client_read(master: str, path: str, runs: int) -> list[float]:
 
 
 def listing_seconds(folder: Path) -> float:
-    """Seconds of ``ls -l`` of ``folder``."""
+    """Seconds of ``ls -lR`` of ``folder``."""
     start = time.perf_counter()
-    subprocess.run(["ls", "-l", str(folder)], capture_output=True, check=True)
+    subprocess.run(["ls", "-lR", str(folder)], capture_output=True, check=True)
     return time.perf_counter() - start
 
 
@@ -401,8 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         drop_caches()
         small_cold = small_files_rate(buffered, names)
         time.sleep(6)  # past the metadata TTL: ls -l asks the master again
-        first_folder = buffered / Path(names[0]).parent
-        listing = [listing_seconds(first_folder) for _ in range(3)]
+        listing = [listing_seconds(buffered / "small") for _ in range(3)]
         small: dict[str, list[float]] = {
             "tmpfs": [],
             "cachecluster mount": [],
@@ -444,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.small_files} files of 64 KiB, cold first pass: "
             f"{small_cold:.0f} files/s through the mount"
         )
-        print(summary(f"ls -l of {FOLDER_FILES} files through the mount", listing, "s"))
+        print(summary(f"ls -lR of {args.small_files} files through the mount", listing, "s"))
         for label, values in small.items():
             print(summary(f"small files warm, {label}", values, "files/s"))
         print(summary("1 MiB random reads, mount", [mbs for mbs, _ in randoms], "MB/s"))
