@@ -78,6 +78,7 @@ class _Handle:
     block_size: int
     chunks: dict[int, asyncio.Task[memoryview]] = field(default_factory=dict)
     mapped: dict[int, memoryview] = field(default_factory=dict)
+    joined: bytearray = field(default_factory=bytearray)
     last: int = 0
 
     def near(self, index: int) -> bool:
@@ -120,6 +121,32 @@ class _Handle:
             while len(self.mapped) > KEEP_MAPPED:
                 del self.mapped[next(iter(self.mapped))]
         return block[off - start : end - start]
+
+    async def mapped_copy(self, off: int, end: int) -> memoryview | None:
+        """Bytes ``[off, end)`` over block ends, copied from their mappings, or None.
+
+        Into a buffer the handle reuses (a fresh one costs more than the copy):
+        the copy happens after the last ``await`` and pyfuse3 sends the reply
+        before this task yields, so a concurrent read never overwrites it
+        before it is sent.
+        """
+        parts: list[memoryview] = []
+        position = off
+        while position < end:
+            boundary = min(end, (position // self.block_size + 1) * self.block_size)
+            part = await self.mapped_range(position, boundary)
+            if part is None:
+                return None
+            parts.append(part)
+            position = boundary
+        if len(self.joined) < end - off:
+            self.joined = bytearray(end - off)
+        target = memoryview(self.joined)
+        done = 0
+        for part in parts:
+            target[done : done + len(part)] = part
+            done += len(part)
+        return target[:done]
 
     async def exact(self, off: int, end: int) -> memoryview:
         buffer = bytearray(end - off)
@@ -427,9 +454,10 @@ class CacheClusterOperations(pyfuse3.Operations):
                 return memoryview(b"")
             index = off // CHUNK
             if index not in handle.chunks:  # else fetched already (a small file, at open)
-                mapped = await handle.mapped_range(off, end)
-                if mapped is None and (end - 1) // handle.block_size != off // handle.block_size:
-                    mapped = await file.local_view(off, end - off)  # over a block end: a copy
+                if (end - 1) // handle.block_size == off // handle.block_size:
+                    mapped = await handle.mapped_range(off, end)
+                else:  # over a block end: one copy
+                    mapped = await handle.mapped_copy(off, end)
                 if mapped is not None:  # a same-host worker's block file
                     return mapped
             if (end - 1) // CHUNK != index or not (index in handle.chunks or handle.near(index)):
