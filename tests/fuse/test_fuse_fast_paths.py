@@ -15,7 +15,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from cachecluster.fuse.ops import LIST_AFTER_MISSES
-from tests.fuse.conftest import FILES_A, FuseCluster, Mounter, generate, sha256, wait_until
+from tests.fuse.conftest import (
+    BLOCK_SIZE,
+    FILES_A,
+    FuseCluster,
+    Mounter,
+    generate,
+    sha256,
+    wait_until,
+)
 
 FOLDERS = 3
 PER_FOLDER = 40
@@ -68,30 +76,46 @@ def test_stat_of_every_file_lists_each_folder_instead_of_a_call_a_file(
 def test_files_appear_vanish_and_change_in_a_listed_folder(
     fuse_cluster: FuseCluster, mounter: Mounter, tmp_path: Path
 ) -> None:
-    folder = fuse_cluster.apply("tlive", "data", SMALL)
+    big_old, big_new = generate({"a": 3 * BLOCK_SIZE + 99, "b": 3 * BLOCK_SIZE + 99}, 9).values()
+    folder = fuse_cluster.apply("tlive", "data", {**SMALL, "f0/big.bin": big_old})
     token = fuse_cluster.cluster.token("tlive")
     mount = mounter.mount(tmp_path / "m", "--dataset", "tlive/data", token=token)
     names = [name for name in SMALL if name.startswith("f0/")]
     for name in names:  # looked up often enough that the folder gets listed
         assert (mount.path / name).read_bytes() == SMALL[name]
+    big = mount.path / "f0/big.bin"
+    assert sha256(big.read_bytes()) == sha256(big_old)  # its blocks now mapped by the mount
     new, gone, changed = mount.path / "f0/new.bin", mount.path / names[0], mount.path / names[1]
     assert not new.exists()
     (folder / "f0/new.bin").write_bytes(b"n" * 5000)
     (folder / names[0]).unlink()
     fresh = bytes(reversed(SMALL[names[1]])) + b"tail"  # new size, new bytes
     (folder / names[1]).write_bytes(fresh)
+    (folder / "f0/big.bin").write_bytes(big_new)  # same size, other bytes: a new version
+    os.utime(folder / "f0/big.bin", (1, 2_000_000_000))
     wait_until(new.exists, 15, "a file added to the UFS appears in the listed folder")
     assert new.read_bytes() == b"n" * 5000
     wait_until(lambda: not gone.exists(), 15, "a file removed from the UFS vanishes")
 
     def read_changed() -> bytes:
-        return changed.read_bytes()
+        data = changed.read_bytes()
+        assert data in (SMALL[names[1]], fresh)  # either version whole, never a mix
+        return data
 
-    wait_until(lambda: read_changed() != SMALL[names[1]], 15, "the changed file is read anew")
+    wait_until(lambda: read_changed() == fresh, 15, "the changed file is read anew")
     for _ in range(3):  # the new bytes whole, never a mix of the two versions
         assert sha256(read_changed()) == sha256(fresh)
+
+    def big_is_new() -> bool:  # either version whole, never a mix of the two
+        digest = sha256(big.read_bytes())
+        assert digest in (sha256(big_old), sha256(big_new))
+        return digest == sha256(big_new)
+
+    wait_until(big_is_new, 15, "the changed big file is read anew")
+    for _ in range(3):
+        assert sha256(big.read_bytes()) == sha256(big_new)
     assert sorted(os.listdir(mount.path / "f0")) == sorted(
-        [Path(name).name for name in names[1:]] + ["new.bin"]
+        [Path(name).name for name in names[1:]] + ["new.bin", "big.bin"]
     )
 
 
