@@ -6,6 +6,10 @@ one namespace, references included (``MOUNT/DATASET/...``), or one dataset
 at the root (``MOUNT/...``, how a PVC sees it). Every answer comes from the
 client: its metadata cache and read-ahead are the mount's; errors become an
 errno through :func:`cachecluster.common.error_map.to_errno` and nowhere else.
+Lookups in a folder looked into more than :data:`LIST_AFTER_MISSES` times
+list it once, so a walk over its files costs one master call, not one a file.
+Blocks of a same-host worker's memory tier are answered as views of their
+mappings, kept by the open file for the kernel's next requests.
 
 Reads are buffered (page cache) by default: ``keep_cache`` keeps a file's
 pages while its version is unchanged, so re-reads never reach Python, and
