@@ -5,7 +5,8 @@ Run: ``.venv/bin/python -m bench.bench_fuse [--size-mib 1024] [--runs 5] [--smal
 
 A local cluster (a master and two worker processes, MEM tiers on /dev/shm)
 serves a dataset whose UFS is a folder on /dev/shm holding one
-``--size-mib`` file and ``--small-files`` files of 64 KiB. It is mounted with
+``--size-mib`` file and ``--small-files`` files of 64 KiB (1,000 a folder, as
+the peer suite lays them out). It is mounted with
 ``cachecluster mount --dataset`` twice, buffered (the default) and
 ``--direct-io``. The baseline is a pyfuse3 file system of our own (in this
 module, ``--passthrough``) that serves the same file from memory, returning
@@ -19,11 +20,17 @@ same run:
     run (``drop_caches``), buffered and direct_io: ours vs the passthrough
     baseline (target >= 0.8x) vs plain tmpfs;
 (c) keep_cache re-read: the same file again without dropping (page cache);
-(d) ``ls -l`` of the 10,000 small files; the files listed, then read whole
+(d) ``ls -lR`` of the 10,000 small files; the files listed, then read whole
     (``open().read()``), warm cluster, page cache dropped: files/s through
-    the mount vs tmpfs; the first (cold) pass too;
+    the mount vs tmpfs, one reader and 8 threads (as the peer suite); the
+    first (cold) pass too;
 (e) the client alone (``AsyncClient.pread_into`` of 8 MiB, no FUSE): the
-    ceiling the mount's sequential read can reach.
+    ceiling the mount's sequential read can reach;
+(f) 1 MiB reads at random 4 KiB-aligned offsets of the big file (one
+    reader, page cache dropped): MB/s and the median latency;
+(g) after a fresh mount (the cluster stays warm, page cache dropped): the
+    big file read once (as a model load is) and ``stat`` of every small file
+    on 8 threads.
 
 Reads use ``readinto`` of a 16 MiB buffer on an unbuffered file. Bytes are
 checked (sha256) once. Prints medians with min/max in GB/s (10^9 bytes/s);
@@ -39,6 +46,7 @@ import contextlib
 import errno
 import hashlib
 import os
+import random
 import shutil
 import signal
 import stat
@@ -47,11 +55,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 BUFFER = 16 << 20
 SMALL_SIZE = 64 << 10
 FILE_NAME = "big.bin"
+FOLDER_FILES = 1000
+THREADS = 8
+RANDOM_READ = 1 << 20
+RANDOM_ALIGN = 4096
+RANDOM_COUNT = 300
 
 
 # ---------------------------------------------------------------- passthrough baseline
@@ -167,14 +181,70 @@ def file_sha(path: Path) -> str:
     return digest.hexdigest()
 
 
-def small_files_rate(folder: Path, names: list[str]) -> float:
-    """Files/s listing ``folder/small`` (as a data loader does) and reading every file whole."""
+def read_small(path: Path) -> None:
+    """Read a small file whole; its size must be right."""
+    with open(path, "rb") as file:
+        got = len(file.read())
+    if got != SMALL_SIZE:
+        raise AssertionError(f"{path}: {got} bytes, want {SMALL_SIZE}")
+
+
+def small_files_rate(folder: Path, names: list[str], threads: int = 1) -> float:
+    """Files/s listing the small files' folders (as a data loader does) and reading every
+    file whole, on ``threads`` threads."""
     start = time.perf_counter()
-    os.listdir(folder / "small")
-    for name in names:
-        with open(folder / name, "rb") as file:
-            file.read()
+    for sub in sorted({str(Path(name).parent) for name in names}):
+        os.listdir(folder / sub)
+    paths = [folder / name for name in names]
+    if threads == 1:
+        for path in paths:
+            read_small(path)
+    else:
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(read_small, paths))
     return len(names) / (time.perf_counter() - start)
+
+
+def stat_rate(folder: Path, names: list[str]) -> float:
+    """Stats/s of every small file on ``THREADS`` threads."""
+
+    def one(name: str) -> None:
+        if os.stat(folder / name).st_size != SMALL_SIZE:
+            raise AssertionError(f"{folder / name}: size is not {SMALL_SIZE}")
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(THREADS) as pool:
+        list(pool.map(one, names))
+    return len(names) / (time.perf_counter() - start)
+
+
+def random_reads(path: Path, source: Path) -> tuple[float, float]:
+    """MB/s and median ms of ``RANDOM_COUNT`` 1 MiB preads at random aligned offsets;
+    the bytes of a few are compared with ``source``."""
+    size = path.stat().st_size
+    rng = random.Random(7)
+    offsets = [
+        rng.randrange(0, max(1, size - RANDOM_READ + 1), RANDOM_ALIGN) for _ in range(RANDOM_COUNT)
+    ]
+    buffer = bytearray(RANDOM_READ)
+    latencies: list[float] = []
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        start = time.perf_counter()
+        for offset in offsets:
+            began = time.perf_counter()
+            os.preadv(fd, [buffer], offset)
+            latencies.append(time.perf_counter() - began)
+        seconds = time.perf_counter() - start
+        with open(source, "rb") as want:
+            for offset in offsets[:8]:
+                got = os.pread(fd, RANDOM_READ, offset)
+                want.seek(offset)
+                if got != want.read(RANDOM_READ):
+                    raise AssertionError(f"{path} at {offset}: other bytes than {source}")
+    finally:
+        os.close(fd)
+    return RANDOM_COUNT * RANDOM_READ / seconds / 1e6, statistics.median(latencies) * 1e3
 
 
 def client_read(master: str, path: str, runs: int) -> list[float]:
@@ -198,9 +268,9 @@ def client_read(master: str, path: str, runs: int) -> list[float]:
 
 
 def listing_seconds(folder: Path) -> float:
-    """Seconds of ``ls -l`` of ``folder``."""
+    """Seconds of ``ls -lR`` of ``folder``."""
     start = time.perf_counter()
-    subprocess.run(["ls", "-l", str(folder)], capture_output=True, check=True)
+    subprocess.run(["ls", "-lR", str(folder)], capture_output=True, check=True)
     return time.perf_counter() - start
 
 
@@ -234,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from cachecluster.common.mountinfo import mount_at
-    from cachecluster.fuse.mount import MountOptions, detach, mount_background
+    from cachecluster.fuse.mount import MountOptions, detach, mount_background, unmount
     from cachecluster.local.cluster import LocalCluster
 
     work = Path(tempfile.mkdtemp(prefix="bench-fuse-", dir="/dev/shm"))
@@ -244,13 +314,14 @@ def main(argv: list[str] | None = None) -> int:
     cluster: LocalCluster | None = None
     try:
         ufs = work / "ufs"
-        (ufs / "small").mkdir(parents=True)
+        ufs.mkdir()
         big = ufs / FILE_NAME
         with open(big, "wb") as out:
             for _ in range(args.size_mib):
                 out.write(os.urandom(1 << 20))
-        names = [f"small/{i:05d}.bin" for i in range(args.small_files)]
+        names = [f"small/{i // FOLDER_FILES:02d}/{i:05d}.bin" for i in range(args.small_files)]
         for name in names:
+            (ufs / name).parent.mkdir(parents=True, exist_ok=True)
             (ufs / name).write_bytes(os.urandom(SMALL_SIZE))
         want = file_sha(big)
         cluster = LocalCluster(work / "home", workers=2, replicas=1)
@@ -331,11 +402,33 @@ def main(argv: list[str] | None = None) -> int:
         small_cold = small_files_rate(buffered, names)
         time.sleep(6)  # past the metadata TTL: ls -l asks the master again
         listing = [listing_seconds(buffered / "small") for _ in range(3)]
-        small: dict[str, list[float]] = {"tmpfs": [], "cachecluster mount": []}
+        small: dict[str, list[float]] = {
+            "tmpfs": [],
+            "cachecluster mount": [],
+            f"cachecluster mount, {THREADS} threads": [],
+        }
+        randoms: list[tuple[float, float]] = []
+        fresh_reads: list[float] = []
+        fresh_stats: list[float] = []
         for _ in range(max(1, args.runs // 2)):
             drop_caches()
             small["cachecluster mount"].append(small_files_rate(buffered, names))
+            drop_caches()
+            small[f"cachecluster mount, {THREADS} threads"].append(
+                small_files_rate(buffered, names, THREADS)
+            )
             small["tmpfs"].append(small_files_rate(ufs, names))
+            drop_caches()
+            randoms.append(random_reads(buffered / FILE_NAME, big))
+        for _ in range(max(1, args.runs // 2)):
+            unmount(buffered)
+            buffered = ours("ours", False)
+            drop_caches()
+            fresh_reads.append(timed_read(buffered / FILE_NAME, buffer))
+            unmount(buffered)
+            buffered = ours("ours", False)
+            drop_caches()
+            fresh_stats.append(stat_rate(buffered, names))
 
         print(f"file {args.size_mib} MiB, {args.runs} runs; load {os.getloadavg()[0]:.2f}")
         print(f"{'cold first read through the mount (buffered)':<44} {cold:8.2f} GB/s")
@@ -350,9 +443,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.small_files} files of 64 KiB, cold first pass: "
             f"{small_cold:.0f} files/s through the mount"
         )
-        print(summary(f"ls -l of {args.small_files} files through the mount", listing, "s"))
+        print(summary(f"ls -lR of {args.small_files} files through the mount", listing, "s"))
         for label, values in small.items():
             print(summary(f"small files warm, {label}", values, "files/s"))
+        print(summary("1 MiB random reads, mount", [mbs for mbs, _ in randoms], "MB/s"))
+        print(summary("1 MiB random reads, mount, p50", [ms for _, ms in randoms], "ms"))
+        print(summary("fresh mount, first read of the big file", fresh_reads))
+        print(summary(f"fresh mount, stat of every small file, {THREADS} thr", fresh_stats, "/s"))
         return 0
     finally:
         for pid in [p.pid for p in processes] + pids:

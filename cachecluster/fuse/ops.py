@@ -6,6 +6,10 @@ one namespace, references included (``MOUNT/DATASET/...``), or one dataset
 at the root (``MOUNT/...``, how a PVC sees it). Every answer comes from the
 client: its metadata cache and read-ahead are the mount's; errors become an
 errno through :func:`cachecluster.common.error_map.to_errno` and nowhere else.
+Lookups in a folder looked into more than :data:`LIST_AFTER_MISSES` times
+list it once, so a walk over its files costs one master call, not one a file.
+Blocks of a same-host worker's memory tier are answered as views of their
+mappings, kept by the open file for the kernel's next requests.
 
 Reads are buffered (page cache) by default: ``keep_cache`` keeps a file's
 pages while its version is unchanged, so re-reads never reach Python, and
@@ -44,12 +48,21 @@ answer the kernel's 128 KiB-1 MiB requests with memoryviews of them: one
 client call a chunk (the client reads 8 MiB at 1.5-1.8 GB/s, 128 KiB calls
 at a fraction of that)."""
 KEEP_CHUNKS = 4
+KEEP_MAPPED = 2
+"""Mapped blocks a handle keeps (the one being read and the one before, for
+the kernel's read-ahead requests that arrive slightly out of order)."""
 OPEN_PREFETCH = 1 << 20
 """Files up to this size are fetched whole as soon as they are opened: the
 worker's round trip then overlaps the kernel's turn from OPEN to READ."""
 NEAR_CHUNKS = 8
 """A read within this many chunks of the last one counts as sequential (the
 kernel's concurrent read-ahead requests arrive slightly out of order)."""
+LIST_AFTER_MISSES = 2
+"""Lookups in a folder the mount has not listed yet that it answers with one
+``stat`` each; the next one lists the folder (one master call for all its
+entries, which the client then serves and lists again when they expire) rather
+than one call a file. A single file looked up in a huge folder lists nothing."""
+MAX_FOLDERS_TRACKED = 100_000
 
 
 @dataclass(slots=True)
@@ -57,12 +70,19 @@ class _Handle:
     """An open file: its client file and its latest chunks (tasks, single-flight).
 
     ``lock``: one client call at a time per file, in arrival order (the
-    client keeps its own read-ahead going underneath).
+    client keeps its own read-ahead going underneath). ``mapped``: the latest
+    whole blocks mapped from a same-host worker's memory tier, by index: the
+    kernel's next requests within them are answered without asking the client
+    again (a block's bytes never change: its id carries the file version the
+    handle was opened at, and the mapping outlives an eviction of its file).
     """
 
     file: AsyncFile
     lock: asyncio.Lock
+    block_size: int
     chunks: dict[int, asyncio.Task[memoryview]] = field(default_factory=dict)
+    mapped: dict[int, memoryview] = field(default_factory=dict)
+    joined: bytearray = field(default_factory=bytearray)
     last: int = 0
 
     def near(self, index: int) -> bool:
@@ -89,6 +109,48 @@ class _Handle:
                 del self.chunks[index]
             raise
         return memoryview(buffer)[:got]
+
+    async def mapped_range(self, off: int, end: int) -> memoryview | None:
+        """Bytes ``[off, end)`` within one block as a view of its mapping, or None."""
+        index = off // self.block_size
+        start = index * self.block_size
+        if end > start + self.block_size:
+            return None
+        block = self.mapped.get(index)
+        if block is None:
+            block = await self.file.local_view(start, min(self.block_size, self.file.size - start))
+            if block is None:
+                return None
+            self.mapped[index] = block
+            while len(self.mapped) > KEEP_MAPPED:
+                del self.mapped[next(iter(self.mapped))]
+        return block[off - start : end - start]
+
+    async def mapped_copy(self, off: int, end: int) -> memoryview | None:
+        """Bytes ``[off, end)`` over block ends, copied from their mappings, or None.
+
+        Into a buffer the handle reuses (a fresh one costs more than the copy):
+        the copy happens after the last ``await`` and pyfuse3 sends the reply
+        before this task yields, so a concurrent read never overwrites it
+        before it is sent.
+        """
+        parts: list[memoryview] = []
+        position = off
+        while position < end:
+            boundary = min(end, (position // self.block_size + 1) * self.block_size)
+            part = await self.mapped_range(position, boundary)
+            if part is None:
+                return None
+            parts.append(part)
+            position = boundary
+        if len(self.joined) < end - off:
+            self.joined = bytearray(end - off)
+        target = memoryview(self.joined)
+        done = 0
+        for part in parts:
+            target[done : done + len(part)] = part
+            done += len(part)
+        return target[:done]
 
     async def exact(self, off: int, end: int) -> memoryview:
         buffer = bytearray(end - off)
@@ -150,6 +212,8 @@ class CacheClusterOperations(pyfuse3.Operations):
         self._dirs: dict[int, list[tuple[str, FileInfo]]] = {}
         self._next_fh = 1
         self._cached_version: dict[int, str] = {}
+        self._listed: set[str] = set()  # folders listed once: the client lists them again
+        self._misses: dict[str, int] = {}  # folder -> lookups in it not yet listed
         self._uid = os.getuid()
         self._gid = os.getgid()
 
@@ -209,7 +273,31 @@ class CacheClusterOperations(pyfuse3.Operations):
     async def _stat(self, relative: str) -> FileInfo:
         if not relative:  # the root is there even while its namespace has no dataset
             return FileInfo.directory(self.view.prefix)
+        folder = relative.rpartition("/")[0]
+        if self._should_list(folder):
+            try:
+                await self.client.ls(self.view.full(folder))
+            except Exception as exc:  # the stat below says what is wrong, if anything
+                log.debug("listing %r for a lookup failed: %s", folder, exc)
+            else:
+                self._was_listed(folder)
         return await self.client.stat(self.view.full(relative))
+
+    def _should_list(self, folder: str) -> bool:
+        """Whether a lookup in ``folder`` should list it first (see LIST_AFTER_MISSES)."""
+        if folder in self._listed:
+            return False
+        misses = self._misses.get(folder, 0) + 1
+        if len(self._misses) >= MAX_FOLDERS_TRACKED:
+            self._misses.clear()
+        self._misses[folder] = misses
+        return misses > LIST_AFTER_MISSES
+
+    def _was_listed(self, folder: str) -> None:
+        if len(self._listed) >= MAX_FOLDERS_TRACKED:
+            self._listed.clear()
+        self._listed.add(folder)
+        self._misses.pop(folder, None)
 
     async def _call(self, what: str, call: Callable[[], Awaitable[_T]]) -> _T:
         """Run one operation; any error becomes the errno of ``error_map``."""
@@ -263,6 +351,7 @@ class CacheClusterOperations(pyfuse3.Operations):
         async def run() -> pyfuse3.FileHandleT:
             entries = await self.client.ls(self.view.full(relative), detail=True)
             listing = [(entry.name, entry) for entry in entries]
+            self._was_listed(relative)
             fh = self._next_fh
             self._next_fh += 1
             self._dirs[fh] = listing
@@ -336,9 +425,10 @@ class CacheClusterOperations(pyfuse3.Operations):
 
         async def run() -> pyfuse3.FileInfo:
             file = await self.client.open(self.view.full(relative))
+            block_size = await self.client.block_size()
             fh = self._next_fh
             self._next_fh += 1
-            handle = self._files[fh] = _Handle(file, asyncio.Lock())
+            handle = self._files[fh] = _Handle(file, asyncio.Lock(), block_size)
             if 0 < file.size <= OPEN_PREFETCH:  # the whole small file, while the kernel turns
                 handle.chunk(0).add_done_callback(_retrieved)  # a read reports its errors
             # Keep the kernel's pages while the version is the one they came from.
@@ -366,10 +456,14 @@ class CacheClusterOperations(pyfuse3.Operations):
             end = min(off + size, file.size)
             if off >= end:
                 return memoryview(b"")
-            mapped = await file.local_view(off, end - off)
-            if mapped is not None:  # a same-host worker's block file: no copy at all
-                return mapped
             index = off // CHUNK
+            if index not in handle.chunks:  # else fetched already (a small file, at open)
+                if (end - 1) // handle.block_size == off // handle.block_size:
+                    mapped = await handle.mapped_range(off, end)
+                else:  # over a block end: one copy
+                    mapped = await handle.mapped_copy(off, end)
+                if mapped is not None:  # a same-host worker's block file
+                    return mapped
             if (end - 1) // CHUNK != index or not (index in handle.chunks or handle.near(index)):
                 handle.last = index
                 return await handle.exact(off, end)  # random: exactly what was asked
@@ -385,6 +479,7 @@ class CacheClusterOperations(pyfuse3.Operations):
     async def release(self, fh: pyfuse3.FileHandleT) -> None:
         handle = self._files.pop(fh, None)
         if handle is not None:
+            handle.mapped.clear()
             for task in handle.chunks.values():
                 task.cancel()
             await handle.file.close()
