@@ -139,6 +139,15 @@ class AsyncFile:
             self._client.view.invalidate(self.path)
             raise
 
+    def read_held(self, offset: int, buf: memoryview | bytearray) -> int | None:
+        """Read at ``offset`` into ``buf`` on this thread from block files held already, or None.
+
+        Not a coroutine, safe on any thread: the blocking client's fast path
+        (see :meth:`cachecluster.client.reader.FileReader.read_held`). None
+        means "use :meth:`pread_into`". The position does not move.
+        """
+        return self._reader.read_held(offset, buf)
+
     async def local_view(self, offset: int, size: int) -> memoryview | None:
         """Up to ``size`` bytes at ``offset`` without a copy, or None: use :meth:`pread_into`.
 

@@ -131,22 +131,48 @@ class File(io.RawIOBase):
         """Fill ``buffer`` from the position; 0 at the end of the file."""
         self._check_open()
         view = memoryview(buffer).cast("B")
-        return self._client._call(self._file.readinto(view))
+        position = self._file.tell()
+        got = self._file.read_held(position, view)
+        if got is None:
+            return self._client._call(self._file.readinto(view))
+        self._file.seek(position + got)
+        return got
 
     def read(self, size: int | None = -1) -> bytes:
         """Up to ``size`` bytes (the rest of the file when negative or None)."""
         self._check_open()
-        return self._client._call(self._file.read(-1 if size is None else size))
+        position = self._file.tell()
+        remaining = max(0, self.size - position)
+        count = remaining if size is None or size < 0 else min(size, remaining)
+        buffer = bytearray(count)
+        got = self._file.read_held(position, buffer)
+        if got is None:
+            return self._client._call(self._file.read(count))
+        self._file.seek(position + got)
+        del buffer[got:]
+        return bytes(buffer)
 
     def readall(self) -> bytes:
         """The rest of the file in one call."""
         return self.read(-1)
 
+    def pread_into(self, offset: int, buffer: Any) -> int:
+        """Fill ``buffer`` with the bytes at ``offset`` (fewer at the end), position unchanged.
+
+        No allocation; blocks whose files a same-host worker passed already
+        are copied on this thread, without a trip to the client's loop.
+        """
+        self._check_open()
+        view = memoryview(buffer).cast("B")
+        got = self._file.read_held(offset, view)
+        if got is None:
+            return self._client._call(self._file.pread_into(offset, view))
+        return got
+
     def pread(self, offset: int, length: int) -> bytes:
         """``length`` bytes at ``offset`` (fewer at the end), position unchanged."""
-        self._check_open()
         buffer = bytearray(max(0, min(length, self.size - offset)))
-        got = self._client._call(self._file.pread_into(offset, buffer))
+        got = self.pread_into(offset, buffer)
         del buffer[got:]
         return bytes(buffer)
 
