@@ -166,6 +166,16 @@ class AsyncFile:
         self._client._open_files.discard(self)
         await self._reader.close()
 
+    def close_now(self) -> bool:
+        """Close the file here and now if nothing of it is in flight; False: :meth:`close` it.
+
+        Not a coroutine, safe on any thread (see :meth:`FileReader.close_now`).
+        """
+        if not self._reader.close_now():
+            return False
+        self._client._open_files.discard(self)
+        return True
+
     async def __aenter__(self) -> AsyncFile:
         return self
 
@@ -292,6 +302,31 @@ class AsyncClient:
         if info.is_dir:
             raise IsADirectoryError(f"{info.path}: is a directory")
         ring = await self.view.ring()
+        reader = FileReader(
+            self.fetcher,
+            info,
+            ring.block_size,
+            readahead_blocks=(
+                self.readahead_blocks if readahead_blocks is None else readahead_blocks
+            ),
+            buffers=self.buffers,
+        )
+        return AsyncFile(reader, self)
+
+    def open_cached(self, path: str, *, readahead_blocks: int | None = None) -> AsyncFile | None:
+        """:meth:`open` from the cached status and ring, without waiting; None if not cached.
+
+        Not a coroutine, safe on any thread: the blocking client opens files
+        this way without a trip to its loop. The status is the one :meth:`open`
+        would use (cached for ``metadata_ttl`` seconds).
+        """
+        self._check_open()
+        info = self.view.cached_stat(parse_dataset_path(path))
+        ring = self.view.cached_ring()
+        if info is None or ring is None:
+            return None
+        if info.is_dir:
+            raise IsADirectoryError(f"{info.path}: is a directory")
         reader = FileReader(
             self.fetcher,
             info,

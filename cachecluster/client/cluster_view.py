@@ -302,6 +302,19 @@ class ClusterView:
                     return held.value  # type: ignore[return-value]
         return await self._cached(key, lambda: self.api.get_status(path))
 
+    def cached_stat(self, path: DatasetPath) -> FileInfo | None:
+        """The status of a dataset entry if cached and fresh, else None; safe on any thread."""
+        if not path.namespace or not path.dataset:
+            return None
+        held = self._metadata.get(("stat", str(path)))
+        if held is None or held.expires <= time.monotonic():
+            return None
+        return held.value  # type: ignore[return-value]
+
+    def cached_ring(self) -> RingState | None:
+        """The ring if fetched already, else None; safe on any thread."""
+        return self._ring
+
     async def list_dir(self, path: DatasetPath, *, recursive: bool = False) -> list[FileInfo]:
         """Entries of a directory (every descendant file when ``recursive``)."""
         if not path.dataset:

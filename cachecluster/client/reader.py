@@ -56,9 +56,11 @@ DEFAULT_READAHEAD_BLOCKS = 4
 DEFAULT_BLOCK_TIMEOUT = 30.0
 DEFAULT_MAX_PARALLEL_BLOCKS = 32
 MIN_LOCAL_FILE_SIZE = 1 << 20
-"""Files smaller than this are read over the data protocol even from a same-host
-worker: for them one round trip with the bytes beats a passed file (an ``open``
-round trip, then a mapping or a pread, then closing it)."""
+"""Files smaller than this are not mapped (:meth:`BlockFetcher.local_view`, the
+FUSE mount's zero-copy reads): a mapping costs more than copying a few pages.
+Their block files are still asked for and held: the first read costs one
+``open`` round trip (as a ``read`` would), and every read again while the file
+is held is a ``preadv`` on the reader's own thread."""
 LOCAL_BATCH_BLOCKS = 64
 """Block files asked of the same-host workers in one round trip ahead of a reader."""
 MAX_FREE_BUFFER_BYTES = 64 * 1024 * 1024
@@ -183,7 +185,6 @@ class BlockFetcher:
                             start,
                             view,
                             dataset_of(info.path),
-                            local=info.size >= MIN_LOCAL_FILE_SIZE,
                         )
                 except VersionChanged:
                     raise
@@ -227,10 +228,8 @@ class BlockFetcher:
         start: int,
         view: memoryview,
         dataset: str,
-        *,
-        local: bool = True,
     ) -> int:
-        block = await self._local_block(candidate, block_id, ref, dataset) if local else None
+        block = await self._local_block(candidate, block_id, ref, dataset)
         if block is not None:
             return await block.read_into(start, view)
         try:
@@ -320,7 +319,7 @@ class BlockFetcher:
         not be had is asked for (or read) again when it is read.
         """
         local = self.local
-        if local is None or info.size < MIN_LOCAL_FILE_SIZE:
+        if local is None:
             return
         try:
             groups: dict[str, tuple[Candidate, list[tuple[str, BlockRef]]]] = {}
@@ -661,7 +660,7 @@ class FileReader:
         For a reader about to read there: the blocks are then held when
         :meth:`read_held` comes. Call on the loop.
         """
-        if self.fetcher.local is None or self._closed or self.size < MIN_LOCAL_FILE_SIZE:
+        if self.fetcher.local is None or self._closed:
             return
         total = (self.size + self.block_size - 1) // self.block_size
         indexes = range(index, min(total, index + LOCAL_BATCH_BLOCKS))
@@ -750,6 +749,13 @@ class FileReader:
         for ahead in range(first, last + 1):
             self.fetcher.spawn(self.fetcher.map_ahead(self.info, ahead))
         self._mapped_ahead = max(self._mapped_ahead, last)
+
+    def close_now(self) -> bool:
+        """Close at once when no read-ahead buffer is in use (any thread); False: :meth:`close`."""
+        if self._window:
+            return False
+        self._closed = True
+        return True
 
     async def close(self) -> None:
         """Stop read-ahead for this file; its buffers go back to the pool when their reads end."""

@@ -188,7 +188,11 @@ class File(io.RawIOBase):
         """Close the file. Does not wait (it may run in a garbage collection anywhere)."""
         if not self.closed:
             try:
-                if not self._client.closed and os.getpid() == self._pid:
+                if (
+                    not self._client.closed
+                    and os.getpid() == self._pid
+                    and not self._file.close_now()
+                ):
                     self._client._loop.call_soon(self._file.close())
             finally:
                 super().close()
@@ -261,8 +265,17 @@ class Client:
         return self._run(lambda c: c.walk_files(path))
 
     def open(self, path: str, *, readahead_blocks: int | None = None) -> File:
-        """Open a dataset file for reading (a binary, seekable ``io.RawIOBase``)."""
-        file = self._run(lambda c: c.open(path, readahead_blocks=readahead_blocks))
+        """Open a dataset file for reading (a binary, seekable ``io.RawIOBase``).
+
+        With the file's status cached (``metadata_ttl``) no trip to the loop.
+        """
+        if os.getpid() != self._pid:
+            raise InvalidArgument(FORK_MESSAGE)
+        if self._closed:
+            raise InvalidArgument("the client is closed")
+        file = self._async.open_cached(path, readahead_blocks=readahead_blocks)
+        if file is None:
+            file = self._run(lambda c: c.open(path, readahead_blocks=readahead_blocks))
         return File(self, file)
 
     def cat(self, path: str, start: int | None = None, end: int | None = None) -> bytes:

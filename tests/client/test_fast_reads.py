@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -105,6 +106,32 @@ def test_held_blocks_are_read_on_the_callers_thread(cluster: LocalCluster) -> No
             assert file.read() == b""
         assert local.stats.reuses == reuses  # every read above took the fast path
         assert local.stats.opens == 6
+
+
+def test_small_files_are_read_from_held_files(cluster: LocalCluster) -> None:
+    """A small file's block file is held too: read again, it needs neither loop nor worker."""
+    small = FILES["small.bin"]
+    with Client(cluster.master_address, token=cluster.token("a")) as client:
+        assert client.cat("a/ds/small.bin") == small  # its file is passed, then held
+        local = local_of(client)
+        opens, reuses = local.stats.opens, local.stats.reuses
+        assert opens == 1
+        calls: list[Any] = []
+        loop_call = client._loop.call
+
+        def counted(coro: Any) -> Any:
+            calls.append(coro)
+            return loop_call(coro)
+
+        client._loop.call = counted  # type: ignore[method-assign]
+        for _ in range(5):
+            with client.open("a/ds/small.bin") as file:  # its status is cached
+                buffer = bytearray(4 * len(small))
+                assert file.readinto(buffer) == len(small)
+                assert buffer[: len(small)] == small
+                assert file.readinto(buffer) == 0
+        assert not calls  # open, reads and close on this thread
+        assert (local.stats.opens, local.stats.reuses) == (opens, reuses)
 
 
 def test_reads_from_many_threads_while_blocks_are_dropped(cluster: LocalCluster) -> None:
