@@ -20,7 +20,10 @@ from typing import Any
 
 import pytest
 
+from cachecluster.client.client import AsyncClient
+from cachecluster.client.cluster_view import LIST_AFTER_MISSES
 from cachecluster.client.data_conn import WorkerAddress
+from cachecluster.client.master_api import parse_dataset_path
 from cachecluster.client.short_circuit import FdChannel, ShortCircuitReads
 from cachecluster.client.sync_client import Client
 from cachecluster.common import auth
@@ -303,3 +306,25 @@ def test_a_changed_file_is_never_read_from_its_old_blocks(tmp_path: Path) -> Non
                     assert after.read() == new
                 # The file opened before keeps reading its own version's blocks.
                 assert before.pread(BLOCK_SIZE, 10) == old[BLOCK_SIZE : BLOCK_SIZE + 10]
+
+
+async def test_a_folder_whose_files_are_opened_one_by_one_is_listed(
+    cluster: LocalCluster,
+) -> None:
+    ufs = Path(cluster.home).parent / "ufs"
+    names = [f"f{i:02d}" for i in range(LIST_AFTER_MISSES + 4)]
+    for i, name in enumerate(names):
+        (ufs / "many" / name).parent.mkdir(parents=True, exist_ok=True)
+        (ufs / "many" / name).write_bytes(bytes([i]) * 100)
+    async with AsyncClient(cluster.master_address, token=cluster.token("a")) as client:
+        view = client.view
+        for name in names[: LIST_AFTER_MISSES - 1]:
+            assert (await client.stat(f"a/ds/many/{name}")).size == 100
+        assert view.cached_stat(parse_dataset_path(f"a/ds/many/{names[-1]}")) is None
+        await client.stat(f"a/ds/many/{names[LIST_AFTER_MISSES - 1]}")  # the limit: listed
+        await asyncio.gather(*view._listings)
+        for i, name in enumerate(names):  # every file's status is cached now
+            info = view.cached_stat(parse_dataset_path(f"a/ds/many/{name}"))
+            assert info is not None and info.size == 100
+            async with await client.open(f"a/ds/many/{name}") as file:
+                assert await file.read() == bytes([i]) * 100
