@@ -5,7 +5,8 @@ Run: ``.venv/bin/python -m bench.bench_client_warm [--size-mib 1024] [--runs 3]`
 A local cluster (a master and ``--workers`` worker processes, one MEM tier each
 on /dev/shm) serves a dataset whose UFS is a folder on /dev/shm: one
 ``--size-mib`` file, a model of ``--model-mib`` in 4 shards and
-``--small-files`` files of 64 KiB. Everything is read once through the client
+``--small-files`` files of 64 KiB (600: about what the peer suite's warm pass
+reads). Everything is read once through the client
 (the cache is warm), then each run times, for the client
 (:class:`~cachecluster.client.sync_client.Client`, default options) and for a
 plain ``open``/``readinto`` of the UFS file on tmpfs, one after the other:
@@ -233,7 +234,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--model-mib", type=int, default=2048)
-    parser.add_argument("--small-files", type=int, default=2000)
+    parser.add_argument("--small-files", type=int, default=600)
     parser.add_argument("--random-reads", type=int, default=500)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--runs", type=int, default=3)

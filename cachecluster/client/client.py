@@ -54,6 +54,8 @@ from cachecluster.client.short_circuit import ShortCircuitReads
 from cachecluster.common.block_key import BlockKey, block_count
 from cachecluster.common.errors import InvalidArgument, VersionChanged
 
+SIBLING_FILES = 64
+"""Small files after one read in its folder's listing whose block files are asked for then."""
 ALL_WORKERS = 1 << 16
 """``extra_workers`` that makes every worker on the ring a candidate for every block."""
 
@@ -122,6 +124,8 @@ class AsyncFile:
         except VersionChanged:
             self._client.view.invalidate(self.path)
             raise
+        finally:
+            self._client.ask_siblings(self._reader)
 
     async def readinto(self, buf: memoryview | bytearray) -> int:
         """Fill ``buf`` from the position (zero-copy for whole blocks); 0 at the end."""
@@ -130,6 +134,8 @@ class AsyncFile:
         except VersionChanged:
             self._client.view.invalidate(self.path)
             raise
+        finally:
+            self._client.ask_siblings(self._reader)
 
     async def pread_into(self, offset: int, buf: memoryview | bytearray) -> int:
         """Read at ``offset`` into ``buf`` without moving the position."""
@@ -138,6 +144,8 @@ class AsyncFile:
         except VersionChanged:
             self._client.view.invalidate(self.path)
             raise
+        finally:
+            self._client.ask_siblings(self._reader)
 
     def read_held(self, offset: int, buf: memoryview | bytearray) -> int | None:
         """Read at ``offset`` into ``buf`` on this thread from block files held already, or None.
@@ -246,6 +254,8 @@ class AsyncClient:
             local=ShortCircuitReads() if prefer_unix and short_circuit else None,
         )
         self.buffers = BufferPool()
+        # folder -> (its listing, index of the entry up to which block files were asked for)
+        self._siblings: dict[str, tuple[list[FileInfo], int]] = {}
         self._open_files: set[AsyncFile] = set()
         self._closed = False
 
@@ -337,6 +347,41 @@ class AsyncClient:
             buffers=self.buffers,
         )
         return AsyncFile(reader, self)
+
+    def ask_siblings(self, reader: FileReader) -> None:
+        """After a read of a one-block file: ask for the files of the next ones in its folder.
+
+        When the folder's listing is cached (see
+        :meth:`ClusterView.cached_listing`), the block files of the next
+        :data:`SIBLING_FILES` one-block files in listing order are asked for
+        in one round trip a worker, in the background: a reader going through
+        the folder then opens (from the listing's status) and reads them on
+        its own thread. Block ids carry each file's version in the listing;
+        a file opened with another status has other ids and is read anew.
+        """
+        info = reader.info
+        if self.fetcher.local is None or self._closed or info.size > reader.block_size:
+            return
+        folder = info.path.rpartition("/")[0]
+        entries = self.view.cached_listing(parse_dataset_path(folder))
+        if entries is None:
+            return
+        asked = self._siblings.get(folder)
+        position = next((i for i, e in enumerate(entries) if e.path == info.path), -1)
+        if position < 0:
+            return
+        if asked is not None and asked[0] is entries and position < asked[1] - SIBLING_FILES // 4:
+            return
+        batch = [
+            (entry, 0)
+            for entry in entries[position + 1 : position + 1 + SIBLING_FILES]
+            if not entry.is_dir and 0 < entry.size <= reader.block_size
+        ]
+        if len(self._siblings) >= 256:
+            self._siblings.clear()
+        self._siblings[folder] = (entries, position + 1 + SIBLING_FILES)
+        if batch:
+            self.fetcher.spawn_quiet(self.fetcher.prefetch_blocks(batch))
 
     async def cat(self, path: str, start: int | None = None, end: int | None = None) -> bytes:
         """Bytes ``[start, end)`` of a file (the whole file by default).

@@ -348,6 +348,13 @@ class ClusterView:
             return None
         return held.value  # type: ignore[return-value]
 
+    def cached_listing(self, folder: DatasetPath) -> list[FileInfo] | None:
+        """The entries of ``folder`` if listed and fresh, else None (in listing order)."""
+        held = self._metadata.get(("list", str(folder), ""))
+        if held is None or held.expires <= time.monotonic():
+            return None
+        return held.value  # type: ignore[return-value]
+
     def cached_ring(self) -> RingState | None:
         """The ring if fetched already, else None; safe on any thread."""
         return self._ring

@@ -318,12 +318,16 @@ class BlockFetcher:
         blocks held already are skipped. Nothing is raised: a block that could
         not be had is asked for (or read) again when it is read.
         """
+        await self.prefetch_blocks([(info, index) for index in indexes])
+
+    async def prefetch_blocks(self, blocks: list[tuple[FileInfo, int]]) -> None:
+        """:meth:`prefetch_local` for blocks of several files of one dataset."""
         local = self.local
-        if local is None:
+        if local is None or not blocks:
             return
         try:
             groups: dict[str, tuple[Candidate, list[tuple[str, BlockRef]]]] = {}
-            for index in indexes:
+            for info, index in blocks:
                 block_id = BlockKey(info.mount_id, info.mount_path, info.version, index).id
                 if local.held(block_id) is not None:
                     continue
@@ -335,13 +339,14 @@ class BlockFetcher:
                 group[1].append((block_id, ref))
             if not groups:
                 return
-            dataset = dataset_of(info.path)
+            dataset = dataset_of(blocks[0][0].path)
             cap = None if self.capabilities is None else await self.capabilities.get(dataset)
             await asyncio.gather(
-                *(local.prefetch(owner.address, blocks, cap) for owner, blocks in groups.values())
+                *(local.prefetch(owner.address, items, cap) for owner, items in groups.values())
             )
         except (CacheClusterError, OSError) as exc:
-            log.debug("blocks of %s: not asked ahead (%s: %s)", info.path, type(exc).__name__, exc)
+            where = blocks[0][0].path
+            log.debug("blocks of %s...: not asked ahead (%s: %s)", where, type(exc).__name__, exc)
 
     async def map_ahead(self, info: FileInfo, index: int) -> int:
         """Get (and map) the file of block ``index`` ahead of a reader; its length, 0 if none.

@@ -328,3 +328,29 @@ async def test_a_folder_whose_files_are_opened_one_by_one_is_listed(
             assert info is not None and info.size == 100
             async with await client.open(f"a/ds/many/{name}") as file:
                 assert await file.read() == bytes([i]) * 100
+
+
+def test_files_after_a_small_one_in_a_listed_folder_are_asked_for_together(
+    cluster: LocalCluster,
+) -> None:
+    ufs = Path(cluster.home).parent / "ufs"
+    contents = {f"f{i:02d}": random.Random(100 + i).randbytes(1000 + i) for i in range(12)}
+    for name, data in contents.items():
+        (ufs / "siblings" / name).parent.mkdir(parents=True, exist_ok=True)
+        (ufs / "siblings" / name).write_bytes(data)
+    with Client(cluster.master_address, token=cluster.token("a")) as client:
+        assert len(client.ls("a/ds/siblings")) == 12  # the listing is cached
+        assert client.cat("a/ds/siblings/f00") == contents["f00"]
+        local = local_of(client)
+        infos = client.ls("a/ds/siblings", detail=True)
+        ids = [BlockKey(i.mount_id, i.mount_path, i.version, 0).id for i in infos]
+        deadline = time.monotonic() + 10
+        while any(local.held(block_id) is None for block_id in ids):
+            assert time.monotonic() < deadline, "the next files' block files never came"
+            time.sleep(0.05)
+        opens = local.stats.opens
+        assert opens == 12  # f00's, then the eleven after it
+        for name, data in contents.items():
+            with client.open(f"a/ds/siblings/{name}") as file:
+                assert file.read() == data
+        assert local.stats.opens == opens
