@@ -17,7 +17,13 @@ promoted: ``st_nlink`` 0) is asked again at once; until then its descriptor
 still reads the old inode's bytes, which are right for that block id (ids
 carry the file version). A worker that exits or is killed closes its socket:
 its files are then dropped (checked before every use), and its blocks are read
-from the next source. One ``open`` runs per block at a time (single flight).
+from the next source. One ``open`` runs per block at a time (single flight);
+the ``open``s of many blocks go out together and their answers come back in
+order (:meth:`FdChannel.open_many`, :meth:`ShortCircuitReads.prefetch`): one
+round trip for a batch, each key checked by the worker as a single ``open``.
+Held files are read on any thread (:meth:`ShortCircuitReads.held`,
+:meth:`LocalBlock.read_now`): the blocking client copies from them on the
+caller's thread, without its event loop.
 
 Anything else going wrong means "read it over the data protocol": a worker
 that does not know ``open`` (older, or reached over TCP) is not asked again, a

@@ -11,6 +11,12 @@ client (one thread), so many Python threads may share one client; each open
 objects: wrap one in ``io.BufferedReader`` for many small reads, or use
 ``readinto`` with a large buffer for speed (blocks land straight in it).
 
+Reads of blocks whose files a same-host worker passed (and the client holds)
+run on the calling thread: a ``preadv`` from the block file straight into the
+caller's buffer, no trip to the loop (``pread_into`` allocates nothing). So
+does ``open`` of a file whose status is cached, and ``close``. Everything
+else (asking workers, fallbacks, read-ahead) runs on the loop.
+
 A client does not survive ``fork()``: gRPC cannot run in the forked child of
 a process that used it (it hangs or aborts), so a call in such a child raises
 ``InvalidArgument`` at once instead. Start PyTorch DataLoader workers with
