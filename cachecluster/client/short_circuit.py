@@ -9,7 +9,9 @@ with ``preadv`` straight into the caller's buffer, or maps a memory-tier
 block so that the FUSE mount can hand the kernel a view of it without a copy.
 
 :class:`ShortCircuitReads` keeps the blocks it was given, least recently used
-first, at most ``max_blocks`` of them, each for ``ttl`` seconds (then the
+first, at most ``max_blocks`` of them and ``max_bytes`` of their bytes
+(what a client can keep alive of blocks the workers evicted), each for
+``ttl`` seconds (then the
 worker is asked again: it sees the access, counts it for its LRU, and checks
 the capability anew; the same file passed again keeps the block held and
 its mapping). A block whose file was unlinked (evicted, demoted or
@@ -58,10 +60,14 @@ from cachecluster.common.frames import BlockRef, FdGrant, FrameError, OpenReques
 
 log = logging.getLogger("cachecluster.client.short_circuit")
 
-DEFAULT_MAX_BLOCKS = 1024
-"""Block files kept open at most (4 GiB of 4 MiB blocks: a 1 GiB file read
-again finds all its blocks), fewer when the descriptor limit is low: each
-takes two once mapped (see :func:`max_blocks_for_fd_limit`)."""
+DEFAULT_MAX_BLOCKS = 4096
+"""Block files kept open at most, fewer when the descriptor limit is low: each
+takes two once mapped (see :func:`max_blocks_for_fd_limit`). Small files'
+blocks count here; big blocks hit :data:`DEFAULT_MAX_BYTES` first."""
+DEFAULT_MAX_BYTES = 4 << 30
+"""Bytes of the block files kept open at most (1,024 blocks of 4 MiB: a 1 GiB
+file read again finds all its blocks). A block the worker evicts while a
+client holds its file keeps its memory until the client lets it go."""
 DEFAULT_TTL_S = 10.0
 """Seconds a passed block file is used before the worker is asked again."""
 RETRY_AFTER_S = 5.0
@@ -467,6 +473,7 @@ class ShortCircuitReads:
         self,
         *,
         max_blocks: int | None = None,
+        max_bytes: int = DEFAULT_MAX_BYTES,
         ttl: float = DEFAULT_TTL_S,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     ) -> None:
@@ -475,6 +482,8 @@ class ShortCircuitReads:
         if max_blocks < 1:
             raise InvalidArgument(f"max_blocks {max_blocks} must be at least 1")
         self.max_blocks = max_blocks
+        self.max_bytes = max_bytes
+        self._held_bytes = 0
         self.ttl = ttl
         self.connect_timeout = connect_timeout
         self.stats = ShortCircuitStats()
@@ -589,6 +598,7 @@ class ShortCircuitReads:
     def _forget(self, block_id: str) -> None:
         held = self._blocks.pop(block_id, None)
         if held is not None:
+            self._held_bytes -= held.length
             held.retire()
 
     async def _ask(
@@ -659,7 +669,8 @@ class ShortCircuitReads:
         block = LocalBlock(block_id, path, fd, grant, expires)
         self._forget(block_id)
         self._blocks[block_id] = block
-        while len(self._blocks) > self.max_blocks:
+        self._held_bytes += block.length
+        while len(self._blocks) > self.max_blocks or self._held_bytes > self.max_bytes:
             self._forget(next(iter(self._blocks)))
         return block
 

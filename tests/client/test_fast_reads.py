@@ -354,3 +354,25 @@ def test_files_after_a_small_one_in_a_listed_folder_are_asked_for_together(
             with client.open(f"a/ds/siblings/{name}") as file:
                 assert file.read() == data
         assert local.stats.opens == opens
+
+
+async def test_held_files_are_bounded_by_their_bytes(cluster: LocalCluster) -> None:
+    with Client(cluster.master_address, token=cluster.token("a")) as client:
+        info = client.stat("a/ds/big.bin")
+        placements = client.blocks("a/ds/big.bin")
+        cap = client._call(client._async.fetcher.capabilities.get("a/ds"))  # type: ignore[union-attr]
+    addresses = {
+        w.worker_id: WorkerAddress("127.0.0.1", w.data_port, w.unix_socket) for w in cluster.workers
+    }
+    before = block_fds()
+    local = ShortCircuitReads(max_bytes=3 * BLOCK_SIZE)
+    try:
+        for placement in placements:  # one at a time, oldest first
+            ref = BlockRef(info.mount_id, info.mount_path, info.version, placement.index)
+            await local.prefetch(addresses[placement.owners[0]], [(placement.block_id, ref)], cap)
+        held = [p.index for p in placements if local.held(p.block_id) is not None]
+        assert held == [3, 4, 5]  # 2 MiB and the short last block: one more is over 3 MiB
+        assert block_fds() == before + 3
+    finally:
+        await local.close()
+    assert block_fds() == before
