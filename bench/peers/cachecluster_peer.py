@@ -65,16 +65,14 @@ class _Cluster:
 
 
 class _ClientFile:
-    """A file of the client read with ``pread``."""
+    """A file of the client read with ``pread_into``."""
 
     def __init__(self, file: File) -> None:
         self._file = file
 
     def read_at(self, offset: int, buffer: memoryview) -> int:
-        """``File.pread``."""
-        data = self._file.pread(offset, len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
+        """``File.pread_into``: straight into the buffer."""
+        return self._file.pread_into(offset, buffer)
 
     def close(self) -> None:
         """Close the file."""

@@ -54,6 +54,8 @@ from cachecluster.client.short_circuit import ShortCircuitReads
 from cachecluster.common.block_key import BlockKey, block_count
 from cachecluster.common.errors import InvalidArgument, VersionChanged
 
+SIBLING_FILES = 64
+"""Small files after one read in its folder's listing whose block files are asked for then."""
 ALL_WORKERS = 1 << 16
 """``extra_workers`` that makes every worker on the ring a candidate for every block."""
 
@@ -122,6 +124,8 @@ class AsyncFile:
         except VersionChanged:
             self._client.view.invalidate(self.path)
             raise
+        finally:
+            self._client.ask_siblings(self._reader)
 
     async def readinto(self, buf: memoryview | bytearray) -> int:
         """Fill ``buf`` from the position (zero-copy for whole blocks); 0 at the end."""
@@ -130,6 +134,8 @@ class AsyncFile:
         except VersionChanged:
             self._client.view.invalidate(self.path)
             raise
+        finally:
+            self._client.ask_siblings(self._reader)
 
     async def pread_into(self, offset: int, buf: memoryview | bytearray) -> int:
         """Read at ``offset`` into ``buf`` without moving the position."""
@@ -138,6 +144,17 @@ class AsyncFile:
         except VersionChanged:
             self._client.view.invalidate(self.path)
             raise
+        finally:
+            self._client.ask_siblings(self._reader)
+
+    def read_held(self, offset: int, buf: memoryview | bytearray) -> int | None:
+        """Read at ``offset`` into ``buf`` on this thread from block files held already, or None.
+
+        Not a coroutine, safe on any thread: the blocking client's fast path
+        (see :meth:`cachecluster.client.reader.FileReader.read_held`). None
+        means "use :meth:`pread_into`". The position does not move.
+        """
+        return self._reader.read_held(offset, buf)
 
     async def local_view(self, offset: int, size: int) -> memoryview | None:
         """Up to ``size`` bytes at ``offset`` without a copy, or None: use :meth:`pread_into`.
@@ -156,6 +173,16 @@ class AsyncFile:
         """Close the file (read-ahead stops). Safe to call twice."""
         self._client._open_files.discard(self)
         await self._reader.close()
+
+    def close_now(self) -> bool:
+        """Close the file here and now if nothing of it is in flight; False: :meth:`close` it.
+
+        Not a coroutine, safe on any thread (see :meth:`FileReader.close_now`).
+        """
+        if not self._reader.close_now():
+            return False
+        self._client._open_files.discard(self)
+        return True
 
     async def __aenter__(self) -> AsyncFile:
         return self
@@ -227,6 +254,8 @@ class AsyncClient:
             local=ShortCircuitReads() if prefer_unix and short_circuit else None,
         )
         self.buffers = BufferPool()
+        # folder -> (its listing, index of the entry up to which block files were asked for)
+        self._siblings: dict[str, tuple[list[FileInfo], int]] = {}
         self._open_files: set[AsyncFile] = set()
         self._closed = False
 
@@ -293,6 +322,66 @@ class AsyncClient:
             buffers=self.buffers,
         )
         return AsyncFile(reader, self)
+
+    def open_cached(self, path: str, *, readahead_blocks: int | None = None) -> AsyncFile | None:
+        """:meth:`open` from the cached status and ring, without waiting; None if not cached.
+
+        Not a coroutine, safe on any thread: the blocking client opens files
+        this way without a trip to its loop. The status is the one :meth:`open`
+        would use (cached for ``metadata_ttl`` seconds).
+        """
+        self._check_open()
+        info = self.view.cached_stat(parse_dataset_path(path))
+        ring = self.view.cached_ring()
+        if info is None or ring is None:
+            return None
+        if info.is_dir:
+            raise IsADirectoryError(f"{info.path}: is a directory")
+        reader = FileReader(
+            self.fetcher,
+            info,
+            ring.block_size,
+            readahead_blocks=(
+                self.readahead_blocks if readahead_blocks is None else readahead_blocks
+            ),
+            buffers=self.buffers,
+        )
+        return AsyncFile(reader, self)
+
+    def ask_siblings(self, reader: FileReader) -> None:
+        """After a read of a one-block file: ask for the files of the next ones in its folder.
+
+        When the folder's listing is cached (see
+        :meth:`ClusterView.cached_listing`), the block files of the next
+        :data:`SIBLING_FILES` one-block files in listing order are asked for
+        in one round trip a worker, in the background: a reader going through
+        the folder then opens (from the listing's status) and reads them on
+        its own thread. Block ids carry each file's version in the listing;
+        a file opened with another status has other ids and is read anew.
+        """
+        info = reader.info
+        if self.fetcher.local is None or self._closed or info.size > reader.block_size:
+            return
+        folder = info.path.rpartition("/")[0]
+        entries = self.view.cached_listing(parse_dataset_path(folder))
+        if entries is None:
+            return
+        asked = self._siblings.get(folder)
+        position = next((i for i, e in enumerate(entries) if e.path == info.path), -1)
+        if position < 0:
+            return
+        if asked is not None and asked[0] is entries and position < asked[1] - SIBLING_FILES // 4:
+            return
+        batch = [
+            (entry, 0)
+            for entry in entries[position + 1 : position + 1 + SIBLING_FILES]
+            if not entry.is_dir and 0 < entry.size <= reader.block_size
+        ]
+        if len(self._siblings) >= 256:
+            self._siblings.clear()
+        self._siblings[folder] = (entries, position + 1 + SIBLING_FILES)
+        if batch:
+            self.fetcher.spawn_quiet(self.fetcher.prefetch_blocks(batch))
 
     async def cat(self, path: str, start: int | None = None, end: int | None = None) -> bytes:
         """Bytes ``[start, end)`` of a file (the whole file by default).

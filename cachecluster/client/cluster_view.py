@@ -18,7 +18,10 @@
   a listing also fills the status of each entry, and a ``stat`` whose entry
   expired in a folder listed before lists that folder again (one call for
   all its files rather than one a file, as a reader walking a folder of
-  10,000 files needs). One call a key is in flight at a time. When the
+  10,000 files needs). A folder with :data:`LIST_AFTER_MISSES` stat misses
+  within ``metadata_ttl`` is listed (in the background) even if never listed
+  before: a reader opening its files one by one then costs one call, not one
+  a file. One call a key is in flight at a time. When the
   master cannot be reached, expired entries keep being served, so reads go
   on while it is away.
 * **Mounts.** ``GetMount`` answers and one UFS backend a mount, for reading
@@ -62,6 +65,8 @@ SUSPECT_PROBE_INTERVAL = 1.0
 DEFAULT_EXTRA_WORKERS = 2
 """Workers beyond a block's owners to try before the UFS."""
 MAX_METADATA_ENTRIES = 100_000
+LIST_AFTER_MISSES = 8
+"""Stat misses in one folder (within ``metadata_ttl``) after which it is listed."""
 _MIN_REFRESH_GAP = 0.2
 
 T = TypeVar("T")
@@ -155,6 +160,9 @@ class ClusterView:
         self._backends: dict[str, UfsBackend] = {}
         self._mount_locks: dict[str, asyncio.Lock] = {}
         self._local_hosts: frozenset[str] | None = None
+        # folder -> (stat misses, monotonic time the count started)
+        self._misses: dict[str, tuple[int, float]] = {}
+        self._listings: set[asyncio.Task[object]] = set()
         self._closed = False
 
     # ------------------------------------------------------------ ring
@@ -300,7 +308,56 @@ class ClusterView:
                 held = self._metadata.get(key)
                 if held is not None and held.expires > time.monotonic():
                     return held.value  # type: ignore[return-value]
+            else:
+                self._count_miss(parent)
         return await self._cached(key, lambda: self.api.get_status(path))
+
+    def _count_miss(self, folder: DatasetPath) -> None:
+        """Count a stat miss in ``folder``; list it in the background at the limit."""
+        now = time.monotonic()
+        text = str(folder)
+        count, since = self._misses.get(text, (0, now))
+        if now - since > self.metadata_ttl:
+            count, since = 0, now
+        count += 1
+        if count < LIST_AFTER_MISSES:
+            if len(self._misses) >= 1024:
+                self._misses.clear()
+            self._misses[text] = (count, since)
+            return
+        self._misses.pop(text, None)
+        if self._closed:
+            return
+        task: asyncio.Task[object] = asyncio.ensure_future(self._list_quietly(folder))
+        self._listings.add(task)
+        task.add_done_callback(self._listings.discard)
+
+    async def _list_quietly(self, folder: DatasetPath) -> object:
+        try:
+            return await self.list_dir(folder)
+        except CacheClusterError as exc:
+            log.debug("listing %s failed: %s", folder, exc)
+            return None
+
+    def cached_stat(self, path: DatasetPath) -> FileInfo | None:
+        """The status of a dataset entry if cached and fresh, else None; safe on any thread."""
+        if not path.namespace or not path.dataset:
+            return None
+        held = self._metadata.get(("stat", str(path)))
+        if held is None or held.expires <= time.monotonic():
+            return None
+        return held.value  # type: ignore[return-value]
+
+    def cached_listing(self, folder: DatasetPath) -> list[FileInfo] | None:
+        """The entries of ``folder`` if listed and fresh, else None (in listing order)."""
+        held = self._metadata.get(("list", str(folder), ""))
+        if held is None or held.expires <= time.monotonic():
+            return None
+        return held.value  # type: ignore[return-value]
+
+    def cached_ring(self) -> RingState | None:
+        """The ring if fetched already, else None; safe on any thread."""
+        return self._ring
 
     async def list_dir(self, path: DatasetPath, *, recursive: bool = False) -> list[FileInfo]:
         """Entries of a directory (every descendant file when ``recursive``)."""
@@ -405,6 +462,9 @@ class ClusterView:
     async def close(self) -> None:
         """Stop the ring refresher and close the UFS backends."""
         self._closed = True
+        for task in list(self._listings):
+            task.cancel()
+        await asyncio.gather(*self._listings, return_exceptions=True)
         if self._refresher is not None:
             self._refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -29,9 +29,10 @@ import asyncio
 import contextlib
 import io
 import logging
-from collections.abc import Awaitable
+import time
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from cachecluster.client.capabilities import CapabilityCache, dataset_of
 from cachecluster.client.cluster_view import Candidate
@@ -55,9 +56,13 @@ DEFAULT_READAHEAD_BLOCKS = 4
 DEFAULT_BLOCK_TIMEOUT = 30.0
 DEFAULT_MAX_PARALLEL_BLOCKS = 32
 MIN_LOCAL_FILE_SIZE = 1 << 20
-"""Files smaller than this are read over the data protocol even from a same-host
-worker: for them one round trip with the bytes beats a passed file (an ``open``
-round trip, then a mapping or a pread, then closing it)."""
+"""Files smaller than this are not mapped (:meth:`BlockFetcher.local_view`, the
+FUSE mount's zero-copy reads): a mapping costs more than copying a few pages.
+Their block files are still asked for and held: the first read costs one
+``open`` round trip (as a ``read`` would), and every read again while the file
+is held is a ``preadv`` on the reader's own thread."""
+LOCAL_BATCH_BLOCKS = 64
+"""Block files asked of the same-host workers in one round trip ahead of a reader."""
 MAX_FREE_BUFFER_BYTES = 64 * 1024 * 1024
 """Read-ahead buffers a client keeps for reuse, at most (in bytes)."""
 
@@ -145,6 +150,11 @@ class BlockFetcher:
         self.stats = FetchStats()
         self._slots = asyncio.Semaphore(max(1, max_parallel_blocks))
         self._tasks: set[asyncio.Task[int]] = set()
+        self._quiet: set[asyncio.Task[None]] = set()
+        try:
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # made outside a loop: nothing is asked ahead from other threads
+            self._loop = None
 
     async def read(
         self, info: FileInfo, block_size: int, index: int, start: int, view: memoryview
@@ -175,7 +185,6 @@ class BlockFetcher:
                             start,
                             view,
                             dataset_of(info.path),
-                            local=info.size >= MIN_LOCAL_FILE_SIZE,
                         )
                 except VersionChanged:
                     raise
@@ -219,10 +228,8 @@ class BlockFetcher:
         start: int,
         view: memoryview,
         dataset: str,
-        *,
-        local: bool = True,
     ) -> int:
-        block = await self._local_block(candidate, block_id, ref, dataset) if local else None
+        block = await self._local_block(candidate, block_id, ref, dataset)
         if block is not None:
             return await block.read_into(start, view)
         try:
@@ -304,6 +311,43 @@ class BlockFetcher:
         self.stats.bytes_read += length
         return view
 
+    async def prefetch_local(self, info: FileInfo, indexes: range) -> None:
+        """Ask the same-host owners of blocks ``indexes`` for their files, a batch per worker.
+
+        One round trip per worker (see :meth:`ShortCircuitReads.prefetch`);
+        blocks held already are skipped. Nothing is raised: a block that could
+        not be had is asked for (or read) again when it is read.
+        """
+        await self.prefetch_blocks([(info, index) for index in indexes])
+
+    async def prefetch_blocks(self, blocks: list[tuple[FileInfo, int]]) -> None:
+        """:meth:`prefetch_local` for blocks of several files of one dataset."""
+        local = self.local
+        if local is None or not blocks:
+            return
+        try:
+            groups: dict[str, tuple[Candidate, list[tuple[str, BlockRef]]]] = {}
+            for info, index in blocks:
+                block_id = BlockKey(info.mount_id, info.mount_path, info.version, index).id
+                if local.held(block_id) is not None:
+                    continue
+                candidates = await self.placement.candidates(block_id)
+                if not candidates or not local.usable(candidates[0].address):
+                    continue
+                ref = BlockRef(info.mount_id, info.mount_path, info.version, index)
+                group = groups.setdefault(candidates[0].worker_id, (candidates[0], []))
+                group[1].append((block_id, ref))
+            if not groups:
+                return
+            dataset = dataset_of(blocks[0][0].path)
+            cap = None if self.capabilities is None else await self.capabilities.get(dataset)
+            await asyncio.gather(
+                *(local.prefetch(owner.address, items, cap) for owner, items in groups.values())
+            )
+        except (CacheClusterError, OSError) as exc:
+            where = blocks[0][0].path
+            log.debug("blocks of %s...: not asked ahead (%s: %s)", where, type(exc).__name__, exc)
+
     async def map_ahead(self, info: FileInfo, index: int) -> int:
         """Get (and map) the file of block ``index`` ahead of a reader; its length, 0 if none.
 
@@ -332,6 +376,26 @@ class BlockFetcher:
         self.stats.bytes_read += got
         return got
 
+    def call_on_loop(self, callback: Callable[[int], None], argument: int) -> bool:
+        """Run ``callback(argument)`` on this fetcher's loop soon (safe from any thread).
+
+        False (nothing done) when the fetcher was made outside a loop or its loop is closed.
+        """
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return False
+        try:
+            loop.call_soon_threadsafe(callback, argument)
+        except RuntimeError:  # closed meanwhile
+            return False
+        return True
+
+    def spawn_quiet(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run a background task (asking ahead) that :meth:`close` cancels; nothing to wait for."""
+        task = asyncio.ensure_future(coro)
+        self._quiet.add(task)
+        task.add_done_callback(self._quiet.discard)
+
     def spawn(self, coro: Awaitable[int]) -> asyncio.Task[int]:
         """Run a background block read (read-ahead) that :meth:`close` cancels."""
         task: asyncio.Task[int] = asyncio.ensure_future(coro)
@@ -341,7 +405,7 @@ class BlockFetcher:
 
     async def close(self) -> None:
         """Cancel the read-ahead still in flight."""
-        tasks = list(self._tasks)
+        tasks: list[asyncio.Task[Any]] = [*self._tasks, *self._quiet]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -416,6 +480,8 @@ class FileReader:
         self._expected = 0  # where a sequential read would start next
         self._window: dict[int, _Prefetch] = {}
         self._mapped_ahead = -1  # the last block local_view asked ahead for
+        self._block_ids: dict[int, str] = {}
+        self._asking_ahead = False  # a batch of block files is being asked for (read_held)
         self._closed = False
 
     @property
@@ -520,12 +586,117 @@ class FileReader:
                 self._drop_window(keep=range(spans[0].block, spans[-1].block + 1))
         return length
 
+    def read_held(self, offset: int, buf: memoryview | bytearray) -> int | None:
+        """Read at ``offset`` into ``buf`` from block files held already, on this thread.
+
+        The fast path of the blocking client: no event loop, one ``preadv``
+        a block straight into ``buf``. Safe on any thread while the loop runs
+        (the blocks are pinned for the copy); the position does not move.
+        None when a block of the range is not held fresh (or was retired
+        meanwhile): then :meth:`pread_into`, which has every fallback (bytes
+        it wrote to ``buf`` meanwhile are overwritten). The blocks are those
+        of the version opened (block ids carry it), so an old file of a block
+        the worker evicted meanwhile still has the right bytes. A block past
+        its ``ttl`` is still read for another ``ttl`` while it is asked for
+        again in the background (refused: it is dropped at once); blocks
+        ahead of a sequential reader are asked for in batches.
+        """
+        local = self.fetcher.local
+        if local is None or self._closed or offset < 0:
+            return None
+        view = memoryview(buf).cast("B")
+        if view.readonly:
+            return None
+        length = min(len(view), self.size - offset)
+        if length <= 0:
+            return 0 if len(view) == 0 or offset >= self.size else None
+        block_size = self.block_size
+        first, last = offset // block_size, (offset + length - 1) // block_size
+        blocks: list[LocalBlock] = []
+        renew = -1  # the first block past its time: asked again in the background
+        now = time.monotonic()
+        for index in range(first, last + 1):
+            block = local.held(self._block_id(index), stale=local.ttl)
+            if block is None:
+                return None
+            if renew < 0 and block.expires <= now:
+                renew = index
+            blocks.append(block)
+        position = offset
+        end = offset + length
+        for index, block in enumerate(blocks, first):
+            start = position - index * block_size
+            count = min(block_size - start, end - position)
+            target = view[position - offset : position - offset + count]
+            if block.read_now(start, target) != count:
+                return None
+            position += count
+        self.fetcher.stats.worker_reads += len(blocks)
+        self.fetcher.stats.bytes_read += length
+        self._expected = end
+        ahead = last + self.readahead_blocks
+        total = (self.size + block_size - 1) // block_size
+        if (
+            renew < 0
+            and self.readahead_blocks
+            and ahead < total
+            and local.held(self._block_id(ahead), stale=local.ttl) is None
+        ):
+            renew = last + 1
+        if renew >= 0 and not self._asking_ahead:
+            self._asking_ahead = True
+            if not self.fetcher.call_on_loop(self._ask_ahead, renew):
+                self._asking_ahead = False
+        return length
+
+    def _block_id(self, index: int) -> str:
+        block_id = self._block_ids.get(index)
+        if block_id is None:
+            info = self.info
+            block_id = BlockKey(info.mount_id, info.mount_path, info.version, index).id
+            if len(self._block_ids) >= 4 * LOCAL_BATCH_BLOCKS:
+                self._block_ids.clear()
+            self._block_ids[index] = block_id
+        return block_id
+
+    def ask_ahead(self, index: int) -> None:
+        """Ask (in the background) for the files of the blocks from ``index`` on, a batch.
+
+        For a reader about to read there: the blocks are then held when
+        :meth:`read_held` comes. Call on the loop.
+        """
+        if self.fetcher.local is None or self._closed:
+            return
+        total = (self.size + self.block_size - 1) // self.block_size
+        indexes = range(index, min(total, index + LOCAL_BATCH_BLOCKS))
+        if indexes:
+            self.fetcher.spawn_quiet(self.fetcher.prefetch_local(self.info, indexes))
+
+    def _ask_ahead(self, index: int) -> None:
+        """:meth:`ask_ahead` for :meth:`read_held` (on the loop), then let it ask again."""
+
+        async def ask() -> None:
+            try:
+                await self.fetcher.prefetch_local(self.info, indexes)
+            finally:
+                self._asking_ahead = False
+
+        total = (self.size + self.block_size - 1) // self.block_size
+        indexes = range(index, min(total, index + LOCAL_BATCH_BLOCKS))
+        if self._closed or not indexes:
+            self._asking_ahead = False
+            return
+        self.fetcher.spawn_quiet(ask())
+
     async def _local_read(self, spans: list[BlockSpan], view: memoryview, readahead: bool) -> bool:
         """Read every span from the block files of same-host workers; False if one is not.
 
         One copy (``preadv`` into ``view``) and no read-ahead buffers: the
-        blocks after are asked for ahead instead (:meth:`_map_ahead`).
+        files of the blocks after are asked for ahead instead (:meth:`ask_ahead`).
+        The files of a range over several blocks are asked for in one round trip.
         """
+        if len(spans) > 1:
+            await self.fetcher.prefetch_local(self.info, range(spans[0].block, spans[-1].block + 1))
         blocks: list[LocalBlock] = []
         for span in spans:
             block = await self.fetcher.local_block(self.info, span.block)
@@ -547,7 +718,7 @@ class FileReader:
             self._drop_window()
             self._expected = spans[-1].block * self.block_size + spans[-1].start + spans[-1].length
             if self.readahead_blocks:
-                self._map_ahead(spans[-1].block)
+                self.ask_ahead(spans[-1].block + 1)
         return True
 
     async def local_view(self, offset: int, size: int) -> memoryview | None:
@@ -583,6 +754,13 @@ class FileReader:
         for ahead in range(first, last + 1):
             self.fetcher.spawn(self.fetcher.map_ahead(self.info, ahead))
         self._mapped_ahead = max(self._mapped_ahead, last)
+
+    def close_now(self) -> bool:
+        """Close at once when no read-ahead buffer is in use (any thread); False: :meth:`close`."""
+        if self._window:
+            return False
+        self._closed = True
+        return True
 
     async def close(self) -> None:
         """Stop read-ahead for this file; its buffers go back to the pool when their reads end."""

@@ -9,7 +9,9 @@ with ``preadv`` straight into the caller's buffer, or maps a memory-tier
 block so that the FUSE mount can hand the kernel a view of it without a copy.
 
 :class:`ShortCircuitReads` keeps the blocks it was given, least recently used
-first, at most ``max_blocks`` of them, each for ``ttl`` seconds (then the
+first, at most ``max_blocks`` of them and ``max_bytes`` of their bytes
+(what a client can keep alive of blocks the workers evicted), each for
+``ttl`` seconds (then the
 worker is asked again: it sees the access, counts it for its LRU, and checks
 the capability anew; the same file passed again keeps the block held and
 its mapping). A block whose file was unlinked (evicted, demoted or
@@ -17,7 +19,13 @@ promoted: ``st_nlink`` 0) is asked again at once; until then its descriptor
 still reads the old inode's bytes, which are right for that block id (ids
 carry the file version). A worker that exits or is killed closes its socket:
 its files are then dropped (checked before every use), and its blocks are read
-from the next source. One ``open`` runs per block at a time (single flight).
+from the next source. One ``open`` runs per block at a time (single flight);
+the ``open``s of many blocks go out together and their answers come back in
+order (:meth:`FdChannel.open_many`, :meth:`ShortCircuitReads.prefetch`): one
+round trip for a batch, each key checked by the worker as a single ``open``.
+Held files are read on any thread (:meth:`ShortCircuitReads.held`,
+:meth:`LocalBlock.read_now`): the blocking client copies from them on the
+caller's thread, without its event loop.
 
 Anything else going wrong means "read it over the data protocol": a worker
 that does not know ``open`` (older, or reached over TCP) is not asked again, a
@@ -32,6 +40,7 @@ import array
 import asyncio
 import collections
 import errno
+import functools
 import itertools
 import logging
 import math
@@ -39,6 +48,7 @@ import mmap
 import os
 import resource
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,10 +60,14 @@ from cachecluster.common.frames import BlockRef, FdGrant, FrameError, OpenReques
 
 log = logging.getLogger("cachecluster.client.short_circuit")
 
-DEFAULT_MAX_BLOCKS = 1024
-"""Block files kept open at most (4 GiB of 4 MiB blocks: a 1 GiB file read
-again finds all its blocks), fewer when the descriptor limit is low: each
-takes two once mapped (see :func:`max_blocks_for_fd_limit`)."""
+DEFAULT_MAX_BLOCKS = 4096
+"""Block files kept open at most, fewer when the descriptor limit is low: each
+takes two once mapped (see :func:`max_blocks_for_fd_limit`). Small files'
+blocks count here; big blocks hit :data:`DEFAULT_MAX_BYTES` first."""
+DEFAULT_MAX_BYTES = 4 << 30
+"""Bytes of the block files kept open at most (1,024 blocks of 4 MiB: a 1 GiB
+file read again finds all its blocks). A block the worker evicts while a
+client holds its file keeps its memory until the client lets it go."""
 DEFAULT_TTL_S = 10.0
 """Seconds a passed block file is used before the worker is asked again."""
 RETRY_AFTER_S = 5.0
@@ -67,11 +81,14 @@ class LocalBlock:
 
     ``memory`` blocks (tmpfs) are read on the caller's thread and can be
     mapped (:meth:`view`); others are read in a thread. The descriptor is
-    closed once the block is retired and no read uses it any more.
+    closed once the block is retired and no read uses it any more; reads pin
+    it under a lock, so any thread may read (:meth:`read_now`) while the
+    loop thread retires it.
     """
 
     __slots__ = (
         "_fd",
+        "_lock",
         "_mapping",
         "_offset",
         "_retired",
@@ -94,6 +111,7 @@ class LocalBlock:
         self._mapping: mmap.mmap | None = None
         self._users = 0
         self._retired = False
+        self._lock = threading.Lock()
 
     def linked(self) -> bool:
         """Not retired and its file still linked (not evicted, demoted or promoted)."""
@@ -141,29 +159,66 @@ class LocalBlock:
         count = max(0, min(len(view), self.length - start))
         if count == 0:
             return 0
-        if self._fd < 0:
+        fd = self._pin()
+        if fd < 0:
             raise OSError(errno.EBADF, f"block {self.block_id}: its file was closed")
-        self._users += 1
         try:
             if self.memory:
-                return _pread_into(self._fd, view[:count], self._offset + start)
-            return await asyncio.to_thread(
-                _pread_into, self._fd, view[:count], self._offset + start
-            )
+                return _pread_into(fd, view[:count], self._offset + start)
+            return await asyncio.to_thread(_pread_into, fd, view[:count], self._offset + start)
         finally:
-            self._users -= 1
-            self._close_if_unused()
+            self._unpin()
+
+    def read_now(self, start: int, view: memoryview) -> int | None:
+        """Copy the block's bytes from ``start`` into ``view`` on this thread (any thread).
+
+        Fewer bytes where the block ends; None when the block was retired
+        (its file is closed or about to be: read it another way).
+        """
+        fd = self._pin()
+        if fd < 0:
+            return None
+        try:
+            count = max(0, min(len(view), self.length - start))
+            return _pread_into(fd, view[:count], self._offset + start)
+        finally:
+            self._unpin()
 
     def retire(self) -> None:
         """No new reads; the descriptor closes when the last read in progress ends."""
-        self._retired = True
-        self._close_if_unused()
+        with self._lock:
+            self._retired = True
+            self._close_if_unused()
+
+    def _pin(self) -> int:
+        """The descriptor, kept open until :meth:`_unpin`; -1 when retired."""
+        with self._lock:
+            if self._retired or self._fd < 0:
+                return -1
+            self._users += 1
+            return self._fd
+
+    def _unpin(self) -> None:
+        with self._lock:
+            self._users -= 1
+            self._close_if_unused()
 
     def _close_if_unused(self) -> None:
+        # Called with the lock held.
         if self._retired and self._users == 0 and self._fd >= 0:
             fd, self._fd = self._fd, -1
             os.close(fd)
             self._mapping = None  # unmapped once the last view of it is gone
+
+
+async def _one_of(
+    batch: asyncio.Future[list[LocalBlock | CacheClusterError | None]], index: int
+) -> LocalBlock | None:
+    """Entry ``index`` of a batch's answer (raised when it is an error)."""
+    answer = (await asyncio.shield(batch))[index]
+    if isinstance(answer, CacheClusterError):
+        raise answer
+    return answer
 
 
 def _pread_into(fd: int, view: memoryview, offset: int) -> int:
@@ -261,6 +316,47 @@ class FdChannel:
                 raise Unavailable(f"fd channel to unix:{self.path} lost: {exc}") from exc
             except BaseException:
                 self.close()  # cancelled mid-exchange: the stream is out of step
+                raise
+
+    async def open_many(
+        self, blocks: list[tuple[str, BlockRef]], cap: bytes | None
+    ) -> list[tuple[FdGrant, int | None] | CacheClusterError]:
+        """Ask for many blocks' files in one round trip: all requests out, then the answers.
+
+        The worker checks and answers each request as it would a single
+        ``open`` (in request order, each descriptor on its own answer), so a
+        refused key or an older worker's "unknown op" is that key's error in
+        the list. Raises :class:`Unavailable` when the channel breaks (it is
+        closed then; the descriptors already received are closed too).
+        """
+        async with self._lock:
+            if self._closed:
+                raise Unavailable(f"fd channel to unix:{self.path} is closed")
+            ids = [next(self._ids) for _ in blocks]
+            frame = b"".join(
+                frames.encode_request(OpenRequest(request_id, block_id, key, cap))
+                for request_id, (block_id, key) in zip(ids, blocks, strict=True)
+            )
+            answers: list[tuple[FdGrant, int | None] | CacheClusterError] = []
+            self._unwatch()
+            try:
+                await self._loop.sock_sendall(self._sock, frame)
+                for request_id in ids:
+                    try:
+                        answers.append(await self._answer(request_id))
+                    except CacheClusterError as exc:
+                        if isinstance(exc, FrameError):
+                            raise
+                        answers.append(exc)  # the worker's answer: the stream is in step
+                self._watch()
+                return answers
+            except BaseException as exc:
+                for answer in answers:
+                    if isinstance(answer, tuple) and answer[1] is not None:
+                        os.close(answer[1])
+                self.close()  # out of step (or cancelled mid-exchange)
+                if isinstance(exc, (FrameError, OSError)):
+                    raise Unavailable(f"fd channel to unix:{self.path} broken: {exc}") from exc
                 raise
 
     async def _answer(self, request_id: int) -> tuple[FdGrant, int | None]:
@@ -377,6 +473,7 @@ class ShortCircuitReads:
         self,
         *,
         max_blocks: int | None = None,
+        max_bytes: int = DEFAULT_MAX_BYTES,
         ttl: float = DEFAULT_TTL_S,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     ) -> None:
@@ -385,6 +482,8 @@ class ShortCircuitReads:
         if max_blocks < 1:
             raise InvalidArgument(f"max_blocks {max_blocks} must be at least 1")
         self.max_blocks = max_blocks
+        self.max_bytes = max_bytes
+        self._held_bytes = 0
         self.ttl = ttl
         self.connect_timeout = connect_timeout
         self.stats = ShortCircuitStats()
@@ -426,6 +525,50 @@ class ShortCircuitReads:
             flight.add_done_callback(lambda done: self._flight_done(block_id, done))
         return await asyncio.shield(flight)
 
+    def held(self, block_id: str, *, stale: float = 0.0) -> LocalBlock | None:
+        """The block's file if held and fresh, else None; safe on any thread (no loop, no wait).
+
+        For reads on the caller's thread (:meth:`LocalBlock.read_now`).
+        ``stale`` seconds past its time a block still counts (the caller then
+        has it asked again in the background: :meth:`prefetch`). It does not
+        ask the worker: a block not held (or expired, or unlinked) is None,
+        and the loop's :meth:`block` asks for it.
+        """
+        held = self._blocks.get(block_id)
+        if held is None or time.monotonic() >= held.expires + stale or not held.linked():
+            return None
+        return held
+
+    async def prefetch(
+        self, address: WorkerAddress, blocks: list[tuple[str, BlockRef]], cap: bytes | None
+    ) -> None:
+        """Ask ``address`` for the files of ``blocks`` in one round trip (``open_many``).
+
+        Blocks held and fresh, or asked for already, are skipped; at most a
+        quarter of :attr:`max_blocks` are asked for. :meth:`block` calls for
+        these blocks meanwhile wait for this answer. Errors stay with their
+        blocks (a later :meth:`block` asks again); nothing is raised.
+        """
+        if not self.usable(address):
+            return
+        budget = max(1, self.max_blocks // 4)
+        wanted: dict[str, BlockRef] = {}
+        for block_id, key in blocks:
+            if len(wanted) >= budget:
+                break
+            if block_id not in self._flights and self.held(block_id) is None:
+                wanted[block_id] = key
+        if not wanted:
+            return
+        batch = asyncio.ensure_future(self._ask_many(address, list(wanted.items()), cap))
+        flights: list[asyncio.Task[LocalBlock | None]] = []
+        for index, block_id in enumerate(wanted):
+            flight = asyncio.ensure_future(_one_of(batch, index))
+            self._flights[block_id] = flight
+            flight.add_done_callback(functools.partial(self._flight_done, block_id))
+            flights.append(flight)
+        await asyncio.gather(*flights, return_exceptions=True)
+
     async def close(self) -> None:
         """Close every block file and channel; later calls answer None."""
         self._closed = True
@@ -455,6 +598,7 @@ class ShortCircuitReads:
     def _forget(self, block_id: str) -> None:
         held = self._blocks.pop(block_id, None)
         if held is not None:
+            self._held_bytes -= held.length
             held.retire()
 
     async def _ask(
@@ -477,6 +621,38 @@ class ShortCircuitReads:
             self._off_until[path] = time.monotonic() + RETRY_AFTER_S
             self.stats.fallbacks += 1
             return None
+        return self._keep(path, block_id, grant, fd)
+
+    async def _ask_many(
+        self, address: WorkerAddress, blocks: list[tuple[str, BlockRef]], cap: bytes | None
+    ) -> list[LocalBlock | CacheClusterError | None]:
+        path = address.unix_path
+        assert path is not None
+        try:
+            channel = await self._channel(path)
+            answers = await channel.open_many(blocks, cap)
+        except Unavailable as exc:
+            log.info("short-circuit reads from unix:%s paused: %s", path, exc)
+            self._off_until[path] = time.monotonic() + RETRY_AFTER_S
+            self.stats.fallbacks += 1
+            return [None] * len(blocks)
+        results: list[LocalBlock | CacheClusterError | None] = []
+        for (block_id, _), answer in zip(blocks, answers, strict=True):
+            if isinstance(answer, InvalidArgument):  # no ``open`` there: an older worker
+                if self._off_until.get(path) != math.inf:
+                    log.info("worker unix:%s does not pass block files (%s)", path, answer)
+                self._off_until[path] = math.inf
+                self.stats.fallbacks += 1
+                results.append(None)
+            elif isinstance(answer, CacheClusterError):
+                self._forget(block_id)  # refused now (or gone): no stale reads of it either
+                results.append(answer)
+            else:
+                results.append(self._keep(path, block_id, *answer))
+        return results
+
+    def _keep(self, path: str, block_id: str, grant: FdGrant, fd: int | None) -> LocalBlock | None:
+        """Hold the file the worker at ``path`` passed for ``block_id`` (None: it passed none)."""
         if fd is None:
             self.stats.memory_only += 1
             return None
@@ -493,7 +669,8 @@ class ShortCircuitReads:
         block = LocalBlock(block_id, path, fd, grant, expires)
         self._forget(block_id)
         self._blocks[block_id] = block
-        while len(self._blocks) > self.max_blocks:
+        self._held_bytes += block.length
+        while len(self._blocks) > self.max_blocks or self._held_bytes > self.max_bytes:
             self._forget(next(iter(self._blocks)))
         return block
 

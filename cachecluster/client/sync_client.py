@@ -11,6 +11,12 @@ client (one thread), so many Python threads may share one client; each open
 objects: wrap one in ``io.BufferedReader`` for many small reads, or use
 ``readinto`` with a large buffer for speed (blocks land straight in it).
 
+Reads of blocks whose files a same-host worker passed (and the client holds)
+run on the calling thread: a ``preadv`` from the block file straight into the
+caller's buffer, no trip to the loop (``pread_into`` allocates nothing). So
+does ``open`` of a file whose status is cached, and ``close``. Everything
+else (asking workers, fallbacks, read-ahead) runs on the loop.
+
 A client does not survive ``fork()``: gRPC cannot run in the forked child of
 a process that used it (it hangs or aborts), so a call in such a child raises
 ``InvalidArgument`` at once instead. Start PyTorch DataLoader workers with
@@ -131,22 +137,48 @@ class File(io.RawIOBase):
         """Fill ``buffer`` from the position; 0 at the end of the file."""
         self._check_open()
         view = memoryview(buffer).cast("B")
-        return self._client._call(self._file.readinto(view))
+        position = self._file.tell()
+        got = self._file.read_held(position, view)
+        if got is None:
+            return self._client._call(self._file.readinto(view))
+        self._file.seek(position + got)
+        return got
 
     def read(self, size: int | None = -1) -> bytes:
         """Up to ``size`` bytes (the rest of the file when negative or None)."""
         self._check_open()
-        return self._client._call(self._file.read(-1 if size is None else size))
+        position = self._file.tell()
+        remaining = max(0, self.size - position)
+        count = remaining if size is None or size < 0 else min(size, remaining)
+        buffer = bytearray(count)
+        got = self._file.read_held(position, buffer)
+        if got is None:
+            return self._client._call(self._file.read(count))
+        self._file.seek(position + got)
+        del buffer[got:]
+        return bytes(buffer)
 
     def readall(self) -> bytes:
         """The rest of the file in one call."""
         return self.read(-1)
 
+    def pread_into(self, offset: int, buffer: Any) -> int:
+        """Fill ``buffer`` with the bytes at ``offset`` (fewer at the end), position unchanged.
+
+        No allocation; blocks whose files a same-host worker passed already
+        are copied on this thread, without a trip to the client's loop.
+        """
+        self._check_open()
+        view = memoryview(buffer).cast("B")
+        got = self._file.read_held(offset, view)
+        if got is None:
+            return self._client._call(self._file.pread_into(offset, view))
+        return got
+
     def pread(self, offset: int, length: int) -> bytes:
         """``length`` bytes at ``offset`` (fewer at the end), position unchanged."""
-        self._check_open()
         buffer = bytearray(max(0, min(length, self.size - offset)))
-        got = self._client._call(self._file.pread_into(offset, buffer))
+        got = self.pread_into(offset, buffer)
         del buffer[got:]
         return bytes(buffer)
 
@@ -162,7 +194,11 @@ class File(io.RawIOBase):
         """Close the file. Does not wait (it may run in a garbage collection anywhere)."""
         if not self.closed:
             try:
-                if not self._client.closed and os.getpid() == self._pid:
+                if (
+                    not self._client.closed
+                    and os.getpid() == self._pid
+                    and not self._file.close_now()
+                ):
                     self._client._loop.call_soon(self._file.close())
             finally:
                 super().close()
@@ -235,8 +271,17 @@ class Client:
         return self._run(lambda c: c.walk_files(path))
 
     def open(self, path: str, *, readahead_blocks: int | None = None) -> File:
-        """Open a dataset file for reading (a binary, seekable ``io.RawIOBase``)."""
-        file = self._run(lambda c: c.open(path, readahead_blocks=readahead_blocks))
+        """Open a dataset file for reading (a binary, seekable ``io.RawIOBase``).
+
+        With the file's status cached (``metadata_ttl``) no trip to the loop.
+        """
+        if os.getpid() != self._pid:
+            raise InvalidArgument(FORK_MESSAGE)
+        if self._closed:
+            raise InvalidArgument("the client is closed")
+        file = self._async.open_cached(path, readahead_blocks=readahead_blocks)
+        if file is None:
+            file = self._run(lambda c: c.open(path, readahead_blocks=readahead_blocks))
         return File(self, file)
 
     def cat(self, path: str, start: int | None = None, end: int | None = None) -> bytes:

@@ -101,9 +101,8 @@ async def test_memory_tier_files_are_passed_and_mapped(secure_cluster: LocalClus
         for name, data in FILES.items():
             assert sha(await client.cat(f"a/ds/{name}")) == sha(data)
         stats = local_of(client).stats
-        # big.bin's 6 blocks, each passed once; small.bin (under MIN_LOCAL_FILE_SIZE) is
-        # read over the data protocol: one round trip with its bytes beats a passed file.
-        assert stats.opens == 6 and stats.fallbacks == 0
+        # big.bin's 6 blocks and small.bin's one, each passed once.
+        assert stats.opens == 7 and stats.fallbacks == 0
         assert client.stats.ufs_reads == 0
         # Again: the files held are read again, no new open.
         assert sha(await client.cat("a/ds/big.bin")) == sha(FILES["big.bin"])
@@ -130,7 +129,7 @@ async def test_memory_tier_files_are_passed_and_mapped(secure_cluster: LocalClus
         for block in held.values():
             block.expires = 0.0
         assert sha(await client.cat("a/ds/big.bin")) == sha(FILES["big.bin"])
-        assert stats.opens == 6 and stats.renewals >= 6
+        assert stats.opens == 7 and stats.renewals >= 6
         assert all(local_of(client)._blocks[block_id] is block for block_id, block in held.items())
 
 
@@ -169,7 +168,7 @@ async def test_disk_tier_blocks_are_read_in_a_thread(disk_cluster: LocalCluster)
         for name, data in FILES.items():
             assert sha(await client.cat(f"a/ds/{name}")) == sha(data)
         local = local_of(client)
-        assert local.stats.opens == 6
+        assert local.stats.opens == 7
         assert not any(block.memory for block in local._blocks.values())
         async with await client.open("a/ds/big.bin") as file:
             assert await file.local_view(0, 4096) is None  # no mapping of a disk block
