@@ -267,7 +267,7 @@ class UfsBlockOpener:
         """Queue a block fetched from the UFS for its other owners, if this worker is the first."""
         if self.replicator is not None and self.ring.replicas > 1:
             block_id = key.id
-            owners = self.ring.owners(block_id)
+            owners = self.ring.owners(key)
             if owners and owners[0] == self.ring.worker_id:
                 self.replicator.submit(block_id, key, ufs_uri, offset, count, owners[1:])
 

@@ -15,6 +15,7 @@ import grpc
 import pytest
 
 from cachecluster.client.client import AsyncClient
+from cachecluster.common.block_key import BlockKey
 from cachecluster.common.errors import NotFound
 from cachecluster.common.ring import RING_SCHEME, HashRing, RingSnapshot, RingWorker
 from cachecluster.protos import master_pb2, master_pb2_grpc
@@ -110,12 +111,15 @@ async def test_blocks_sit_on_the_ring_owners_on_two_distinct_workers(
     ring, replicas = await _ring_of(cluster.master_address)
     assert replicas == 2
     owners: dict[str, tuple[str, ...]] = {}
+    block_size = await read_client.block_size()
     for dataset in DATASETS:
         for name, data in read_cluster.files.items():
             path = read_cluster.path(dataset, name)
             assert await read_client.cat(path) == data
+            info = await read_client.stat(path)
             for block in await read_client.blocks(path):
-                expected = tuple(ring.owners(block.block_id, replicas))
+                key = BlockKey(info.mount_id, info.mount_path, info.version, block.index)
+                expected = tuple(ring.owners(key.placement_key(block_size), replicas))
                 assert block.owners == expected, f"client and master disagree on {path}"
                 owners[block.block_id] = expected
     assert owners and all(len(set(names)) == 2 for names in owners.values())
