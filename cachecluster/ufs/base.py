@@ -104,8 +104,8 @@ class UfsBackend(abc.ABC):
         ``filled(index, count)``, when given, is called as soon as buffer
         ``index`` is full (possibly from another thread: it must be
         thread-safe), so that a caller can use the first buffers before the
-        last ones arrive. A buffer the data ends in is not reported: the
-        return value tells.
+        last ones arrive. The buffer the data ends in may be reported with its
+        short count, or not: the return value tells in any case.
         """
         total = 0
         for index, buffer in enumerate(buffers):

@@ -128,7 +128,7 @@ def read_response_into_views(
     than the buffers' total length (later buffers then hold fewer or none).
     ``filled(index, count)`` is called (in this thread) as soon as buffer
     ``index`` is full, before the next one is read; a buffer the body ends in
-    is not reported.
+    early is not reported.
     """
     inner = getattr(raw, "_fp", None)
     readinto = getattr(inner, "readinto", None) if inner is not None else None
