@@ -141,7 +141,10 @@ class UfsBlockOpener:
         if self.store.contains(request.block_id):
             self.misses.passed(key, time.monotonic())
         else:
-            await self._read_miss(key)
+            place = await self._run_place(key)
+            if place is not None:
+                load, recycle = self._run_loader(*place)
+                return await self.store.get(request.block_id, load, recycle)
         return await self.store.get(request.block_id, lambda: self.fetch(key))
 
     async def wait_runs(self) -> None:
@@ -158,27 +161,23 @@ class UfsBlockOpener:
 
     # ------------------------------------------------------------ sequential misses
 
-    async def _read_miss(self, key: BlockKey) -> None:
-        """Join or start a run of blocks (:mod:`.read_runs`) when a miss is sequential.
+    async def _run_place(self, key: BlockKey) -> tuple[BlockRun, int] | None:
+        """The run (:mod:`.read_runs`) a missed block comes with, joined or started; or None.
 
-        Returns with the block stored when it came with a run; otherwise the
-        caller fetches the block alone. A run's errors (``VersionChanged``,
-        ``Unavailable``, ...) reach the caller as a fetch's would.
+        None: the miss is not sequential, and the caller fetches the block
+        alone. A run's errors (``VersionChanged``, ``Unavailable``, ...) reach
+        the block's readers as a fetch's would.
         """
         pending = self._in_runs.get(key.id)
         if pending is None:
             now = time.monotonic()
             if not self.misses.sequential(key, now):
                 self.misses.note(key, key.index, now)
-                return
+                return None
             pending = self._plan_run(key, now)
             if pending is None:
-                return
-        place = await asyncio.shield(pending)
-        if place is None:
-            return
-        load, recycle = self._run_loader(*place)
-        await self.store.load(key.id, load, recycle)
+                return None
+        return await asyncio.shield(pending)
 
     def _plan_run(
         self, key: BlockKey, now: float
