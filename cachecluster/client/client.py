@@ -416,7 +416,8 @@ class AsyncClient:
         ring = await self.view.ring()
         placements: list[BlockPlacementInfo] = []
         for index in range(block_count(info.size, ring.block_size)):
-            block_id = BlockKey(info.mount_id, info.mount_path, info.version, index).id
+            key = BlockKey(info.mount_id, info.mount_path, info.version, index)
+            block_id = key.id
             offset = index * ring.block_size
             placements.append(
                 BlockPlacementInfo(
@@ -424,7 +425,7 @@ class AsyncClient:
                     block_id,
                     offset,
                     min(ring.block_size, info.size - offset),
-                    tuple(ring.owners(block_id)),
+                    tuple(ring.owners(key)),
                 )
             )
         return placements

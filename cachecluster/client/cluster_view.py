@@ -50,6 +50,7 @@ from cachecluster.client.master_api import (
     MountInfo,
     RingInfo,
 )
+from cachecluster.common.block_key import BlockKey
 from cachecluster.common.errors import CacheClusterError, NotFound, Unavailable
 from cachecluster.common.ring import HashRing
 from cachecluster.ufs.base import UfsBackend
@@ -107,9 +108,9 @@ class RingState:
         """Copies of each block on distinct workers."""
         return self.info.replicas
 
-    def owners(self, block_id: str) -> list[str]:
-        """The workers that own ``block_id``, primary first."""
-        return self.ring.owners(block_id, self.replicas)
+    def owners(self, key: BlockKey) -> list[str]:
+        """The workers that own block ``key``, primary first (placed by its group)."""
+        return self.ring.owners(key.placement_key(self.block_size), self.replicas)
 
 
 def order_candidates(
@@ -252,15 +253,15 @@ class ClusterView:
                 del self._suspects[worker_id]
         return set(self._suspects)
 
-    async def candidates(self, block_id: str) -> list[Candidate]:
-        """The workers to try for ``block_id``, in order; empty when the ring is empty.
+    async def candidates(self, key: BlockKey) -> list[Candidate]:
+        """The workers to try for block ``key``, in order; empty when the ring is empty.
 
         Healthy workers in ring order, then the ones the master sees missing
         heartbeats and the suspects due for a probe; other suspects are skipped.
         """
         state = await self.ring()
         count = min(len(state.members), state.replicas + self.extra_workers)
-        ring_order = state.ring.owners(block_id, count)
+        ring_order = state.ring.owners(key.placement_key(state.block_size), count)
         last: Collection[str] = state.missing_beats
         skip: set[str] = set()
         if self._suspects:

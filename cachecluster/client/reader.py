@@ -101,8 +101,8 @@ def split_range(offset: int, length: int, file_size: int, block_size: int) -> li
 class BlockPlacement(Protocol):
     """Where blocks are: what :class:`BlockFetcher` needs of the cluster view."""
 
-    async def candidates(self, block_id: str) -> list[Candidate]:
-        """Workers to try for a block, in order."""
+    async def candidates(self, key: BlockKey) -> list[Candidate]:
+        """Workers to try for a block, in order (its owners by placement key first)."""
         ...
 
     def mark_suspect(self, worker_id: str) -> None:
@@ -171,7 +171,7 @@ class BlockFetcher:
         ref = BlockRef(info.mount_id, info.mount_path, info.version, index)
         async with self._slots:
             try:
-                candidates = await self.placement.candidates(block_id)
+                candidates = await self.placement.candidates(key)
             except Unavailable as exc:  # no ring yet and no master: the UFS still works
                 log.debug("no ring for block %s: %s", block_id, exc)
                 candidates = []
@@ -279,10 +279,11 @@ class BlockFetcher:
         """
         if self.local is None or info.size < MIN_LOCAL_FILE_SIZE:
             return None
-        block_id = BlockKey(info.mount_id, info.mount_path, info.version, index).id
+        key = BlockKey(info.mount_id, info.mount_path, info.version, index)
+        block_id = key.id
         ref = BlockRef(info.mount_id, info.mount_path, info.version, index)
         try:
-            candidates = await self.placement.candidates(block_id)
+            candidates = await self.placement.candidates(key)
             if not candidates:
                 return None
             return await self._local_block(candidates[0], block_id, ref, dataset_of(info.path))

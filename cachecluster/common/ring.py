@@ -6,7 +6,7 @@ and computes block owners itself, without a master round trip per read. The
 ring is therefore a pure function of ``(workers, weights, vnodes, scheme)``:
 the order workers were added in, the process and the platform do not matter.
 
-Scheme ``cachecluster-ring-v1`` (:data:`RING_SCHEME`), precisely:
+Scheme ``cachecluster-ring-v2`` (:data:`RING_SCHEME`), precisely:
 
 * Virtual nodes. A worker of weight ``w`` gets ``max(1, round(vnodes * w))``
   points (Python ``round``: half to even). Their positions are the successive
@@ -15,7 +15,10 @@ Scheme ``cachecluster-ring-v1`` (:data:`RING_SCHEME`), precisely:
   an extendable-output function, so a worker's points depend on its id only
   and a weight change adds or drops points at the end of its list: only the
   keys of those points move.
-* Keys. ``XXH3-128(utf8(key))`` gives two probes, the top 44 bits of its high
+* Keys. A block's key is its placement key
+  (:meth:`cachecluster.common.block_key.BlockKey.placement_key`: one key for
+  each group of consecutive blocks of a file; v1 hashed each block id).
+  ``XXH3-128(utf8(key))`` (a bytes key as it is) gives two probes, the top 44 bits of its high
   and of its low 64-bit half. Each probe finds the first point at or after it
   (clockwise, wrapping); the probe with the shorter clockwise distance wins
   (the high half on a tie). This is multi-probe consistent hashing (Appleton &
@@ -60,7 +63,7 @@ from sortedcontainers import SortedDict
 
 from cachecluster.common.errors import InvalidArgument
 
-RING_SCHEME = "cachecluster-ring-v1"
+RING_SCHEME = "cachecluster-ring-v2"
 """Name of the placement scheme described in the module docstring."""
 
 DEFAULT_VNODES = 1000

@@ -246,7 +246,9 @@ class LoadRun:
                     offset=offset,
                     length=length,
                 )
-                owners = tuple(ring.owners(key.id, min(len(ring), replicas + 1)))
+                owners = tuple(
+                    ring.owners(key.placement_key(block_size), min(len(ring), replicas + 1))
+                )
                 block = _BlockWork(work, ref, replicas, replicas)
                 total_blocks += 1
                 for owner in owners[:replicas]:

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import ClassVar
+
+Filled = Callable[[int, int], None]
+"""``filled(index, count)``: buffer ``index`` of a scatter read holds its ``count`` bytes now."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -87,6 +90,7 @@ class UfsBackend(abc.ABC):
         buffers: Sequence[memoryview],
         *,
         version: str | None = None,
+        filled: Filled | None = None,
     ) -> int:
         """A scatter read: fill ``buffers`` one after the other with the bytes from ``offset``.
 
@@ -96,13 +100,21 @@ class UfsBackend(abc.ABC):
         cache blocks of one file: an object store answers them with one
         request (see :mod:`cachecluster.ufs.object_store`); this default reads
         each buffer in turn.
+
+        ``filled(index, count)``, when given, is called as soon as buffer
+        ``index`` is full (possibly from another thread: it must be
+        thread-safe), so that a caller can use the first buffers before the
+        last ones arrive. The buffer the data ends in may be reported with its
+        short count, or not: the return value tells in any case.
         """
         total = 0
-        for buffer in buffers:
+        for index, buffer in enumerate(buffers):
             count = await self.read_into(path, offset + total, buffer, version=version)
             total += count
             if count < buffer.nbytes:
                 break
+            if filled is not None:
+                filled(index, count)
         return total
 
     async def read(

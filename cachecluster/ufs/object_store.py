@@ -41,7 +41,7 @@ from cachecluster.common.errors import (
 )
 from cachecluster.common.paths import normalize_path
 from cachecluster.common.units import parse_size
-from cachecluster.ufs.base import FileStatus, UfsBackend
+from cachecluster.ufs.base import FileStatus, Filled, UfsBackend
 from cachecluster.ufs.threads import (
     BlockingCalls,
     BufferLease,
@@ -117,24 +117,30 @@ def read_response_into(raw: Any, view: memoryview, abort: threading.Event | None
 
 
 def read_response_into_views(
-    raw: Any, views: list[memoryview], abort: threading.Event | None = None
+    raw: Any,
+    views: list[memoryview],
+    abort: threading.Event | None = None,
+    filled: Filled | None = None,
 ) -> int:
     """:func:`read_response_into` over several buffers: each filled in turn, then the next.
 
     Returns the bytes read in all; the body ended early when that is less
     than the buffers' total length (later buffers then hold fewer or none).
+    ``filled(index, count)`` is called (in this thread) as soon as buffer
+    ``index`` is full, before the next one is read; a buffer the body ends in
+    early is not reported.
     """
     inner = getattr(raw, "_fp", None)
     readinto = getattr(inner, "readinto", None) if inner is not None else None
     total = 0
     try:
-        for view in views:
-            filled = 0
+        for index, view in enumerate(views):
+            got = 0
             length = len(view)
-            while filled < length:
+            while got < length:
                 if abort is not None and abort.is_set():
                     raise ReadAborted()
-                chunk = view[filled : filled + _COPY_CHUNK]
+                chunk = view[got : got + _COPY_CHUNK]
                 if readinto is not None:
                     n = readinto(chunk)
                 else:
@@ -144,10 +150,12 @@ def read_response_into_views(
                 del chunk
                 if not n:
                     break
-                filled += n
-            total += filled
-            if filled < length:
+                got += n
+            total += got
+            if got < length:
                 break
+            if filled is not None:
+                filled(index, got)
     except BaseException:
         close = getattr(raw, "close", None)
         if close is not None:
@@ -311,10 +319,12 @@ class ObjectStoreBackend(UfsBackend):
         views: list[memoryview],
         etag: str | None,
         abort: threading.Event | None,
+        filled: Filled | None = None,
     ) -> int:
         """One GET of the bytes at ``start`` into ``views``, filled in turn (``If-Match: etag``).
 
-        The range asked is ``start`` .. ``start + total length of views - 1``.
+        The range asked is ``start`` .. ``start + total length of views - 1``;
+        ``filled`` as for :func:`read_response_into_views`.
         Returns the count, short at end of object, 0 when ``start`` is at or past it.
         """
 
@@ -329,6 +339,7 @@ class ObjectStoreBackend(UfsBackend):
         length: int,
         content_range: str | None,
         abort: threading.Event | None,
+        filled: Filled | None = None,
     ) -> int:
         """Check a ranged GET's answer and read its body into ``views``; return the count.
 
@@ -350,7 +361,7 @@ class ObjectStoreBackend(UfsBackend):
             if start >= length:
                 return 0
             raise UfsError(f"{self.display(key)}: the server ignored the Range header")
-        n = read_response_into_views(raw, _first_bytes(views, length), abort)
+        n = read_response_into_views(raw, _first_bytes(views, length), abort, filled)
         if n != length:
             raise Unavailable(
                 f"{self.display(key)}: the connection ended after {n} of {length} bytes"
@@ -561,12 +572,14 @@ class ObjectStoreBackend(UfsBackend):
         buffers: Sequence[memoryview],
         *,
         version: str | None = None,
+        filled: Filled | None = None,
     ) -> int:
         """One ranged GET from ``offset``, its body received into each buffer in turn.
 
         Pinned with ``If-Match`` to ``version`` when given (``VersionChanged``
         otherwise). No HEAD first: a range past the end of the object answers
-        with fewer bytes, or 0 when ``offset`` is at or past it.
+        with fewer bytes, or 0 when ``offset`` is at or past it. ``filled``
+        hears of each buffer as it is full (from a pool thread).
         """
         key = self._file_key(path, offset)
         views = [writable_bytes(buffer) for buffer in buffers]
@@ -576,7 +589,7 @@ class ObjectStoreBackend(UfsBackend):
             return 0
         try:
             return await self._call(
-                self._get_into_blocking, key, key, offset, BufferLease(views), version, None
+                self._get_into_blocking, key, key, offset, BufferLease(views), version, None, filled
             )
         except BaseException as exc:
             forget_locals(exc)

@@ -38,6 +38,7 @@ from cachecluster.common.errors import (
     Unavailable,
     VersionChanged,
 )
+from cachecluster.ufs.base import Filled
 from cachecluster.ufs.object_store import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_PART_SIZE,
@@ -222,6 +223,7 @@ class OssBackend(ObjectStoreBackend):
         views: list[memoryview],
         etag: str | None,
         abort: threading.Event | None,
+        filled: Filled | None = None,
     ) -> int:
         end = start + sum(len(view) for view in views) - 1
         headers = {"x-oss-range-behavior": "standard"}
@@ -243,6 +245,7 @@ class OssBackend(ObjectStoreBackend):
             length=int(result.content_length or 0),
             content_range=result.content_range,
             abort=abort,
+            filled=filled,
         )
 
     def _close_blocking(self) -> None:

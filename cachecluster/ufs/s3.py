@@ -38,6 +38,7 @@ from cachecluster.common.errors import (
     Unavailable,
     VersionChanged,
 )
+from cachecluster.ufs.base import Filled
 from cachecluster.ufs.object_store import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_PART_SIZE,
@@ -248,6 +249,7 @@ class S3Backend(ObjectStoreBackend):
         views: list[memoryview],
         etag: str | None,
         abort: threading.Event | None,
+        filled: Filled | None = None,
     ) -> int:
         end = start + sum(len(view) for view in views) - 1
         kwargs: dict[str, Any] = {
@@ -274,6 +276,7 @@ class S3Backend(ObjectStoreBackend):
             length=int(response.get("ContentLength", 0)),
             content_range=response.get("ContentRange"),
             abort=abort,
+            filled=filled,
         )
 
     def _close_blocking(self) -> None:

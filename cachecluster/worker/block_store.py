@@ -272,11 +272,17 @@ class BlockStore:
 
     # ------------------------------------------------------------ reads and writes
 
-    async def get(self, block_id: str, loader: BlockLoader | None = None) -> BlockLease:
+    async def get(
+        self,
+        block_id: str,
+        loader: BlockLoader | None = None,
+        recycle: Callable[[], None] | None = None,
+    ) -> BlockLease:
         """A lease on the block's bytes; load and store it first if it is missing.
 
         A miss with ``loader`` runs the loader once however many readers miss
-        at the same time (single flight); a miss without one raises
+        at the same time (single flight); ``recycle`` as for :meth:`load`
+        (the lease then reads the block from its tier). A miss without one raises
         ``NotFound``. A corrupt block is dropped and, with ``loader``, fetched
         again; without one ``CorruptBlock`` is raised. A block that no tier
         can hold is served from memory. The caller closes the lease.
@@ -298,7 +304,7 @@ class BlockStore:
         while True:
             self._check_running()  # no new loads once close() has begun
             data = await self._flights.do(
-                block_id, functools.partial(self._load_and_store, block_id, loader, None)
+                block_id, functools.partial(self._load_and_store, block_id, loader, recycle)
             )
             try:  # not a touch: for the policy this block was just added, read once
                 lease = await self._open_cached(block_id, promote=False, touch=False)

@@ -44,23 +44,26 @@ import collections
 import dataclasses
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
 
 from cachecluster.common.auth import verify_capability
-from cachecluster.common.block_key import BlockKey, check_block_id
-from cachecluster.common.errors import InvalidArgument, NotFound, Unavailable
+from cachecluster.common.block_key import BlockKey, block_count, check_block_id, group_blocks
+from cachecluster.common.errors import CacheClusterError, InvalidArgument, NotFound, Unavailable
 from cachecluster.common.frames import ReadRequest
 from cachecluster.common.grpc_auth import auth_interceptors, system_token_source
 from cachecluster.common.grpc_errors import error_from_rpc_error
 from cachecluster.common.paths import normalize_path
 from cachecluster.protos import worker_pb2, worker_pb2_grpc
 from cachecluster.worker.block_file import BlockLease
+from cachecluster.worker.block_runs import max_run_blocks
 from cachecluster.worker.block_store import BlockStore
 from cachecluster.worker.mounts import MountResolver
 from cachecluster.worker.placement import RingView
+from cachecluster.worker.read_runs import BlockRun, MissTracker, run_keys
 
 log = logging.getLogger("cachecluster.worker.opener")
 
@@ -122,6 +125,12 @@ class UfsBlockOpener:
         self.ring = ring
         self.replicator = replicator
         self.buffers = BufferPool()
+        self.misses = MissTracker()
+        self.runs_started = 0
+        """Sequential-miss runs started (for tests and logs)."""
+        # Block id -> its place in a run being set up or fetched (None: not in one after all).
+        self._in_runs: dict[str, asyncio.Future[tuple[BlockRun, int] | None]] = {}
+        self._tasks: set[asyncio.Future[Any]] = set()
 
     async def open_block(self, request: ReadRequest) -> BlockLease:
         """The data server's entry point: a lease on the requested block (see the module doc)."""
@@ -129,7 +138,173 @@ class UfsBlockOpener:
         key = checked_key(request.block_id, ref.mount, ref.path, ref.version, ref.index)
         if self._secret is not None:  # the key is checked, so its path is normalised
             verify_capability(self._secret, request.cap).check(key.mount_id, key.path)
+        if self.store.contains(request.block_id):
+            self.misses.passed(key, time.monotonic())
+        else:
+            place = await self._run_place(key)
+            if place is not None:
+                load, recycle = self._run_loader(*place)
+                return await self.store.get(request.block_id, load, recycle)
         return await self.store.get(request.block_id, lambda: self.fetch(key))
+
+    async def wait_runs(self) -> None:
+        """Wait until the sequential-miss runs under way have stored their blocks (tests)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def close(self) -> None:
+        """Cancel the sequential-miss runs under way (their fetches and stores)."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # ------------------------------------------------------------ sequential misses
+
+    async def _run_place(self, key: BlockKey) -> tuple[BlockRun, int] | None:
+        """The run (:mod:`.read_runs`) a missed block comes with, joined or started; or None.
+
+        None: the miss is not sequential, and the caller fetches the block
+        alone. A run's errors (``VersionChanged``, ``Unavailable``, ...) reach
+        the block's readers as a fetch's would.
+        """
+        pending = self._in_runs.get(key.id)
+        if pending is None:
+            now = time.monotonic()
+            if not self.misses.sequential(key, now):
+                self.misses.note(key, key.index, now)
+                return None
+            pending = self._plan_run(key, now)
+            if pending is None:
+                return None
+        return await asyncio.shield(pending)
+
+    def _plan_run(
+        self, key: BlockKey, now: float
+    ) -> asyncio.Future[tuple[BlockRun, int] | None] | None:
+        """Claim the blocks from ``key`` to its group's end; set the run up in a task.
+
+        Runs without a wait, so that the read-ahead requests arriving right
+        after find their blocks claimed and join instead of fetching alone.
+        """
+        block_size = self.ring.block_size
+        if block_size is None:
+            return None
+        group = min(group_blocks(block_size), max_run_blocks(block_size))
+        keys = run_keys(
+            key, key.index + group, group, lambda b: self.store.contains(b) or b in self._in_runs
+        )
+        if len(keys) < 2:
+            self.misses.note(key, key.index, now)
+            return None
+        self.misses.note(key, keys[-1].index, now)
+        loop = asyncio.get_running_loop()
+        places: list[asyncio.Future[tuple[BlockRun, int] | None]] = []
+        for member in keys:
+            place: asyncio.Future[tuple[BlockRun, int] | None] = loop.create_future()
+            self._in_runs[member.id] = place
+            places.append(place)
+        task = self._spawn(self._start_run(keys, block_size, places))
+        # Cancelled before it ran (the worker stops), it must still let its readers go.
+        task.add_done_callback(lambda _: self._leave_run(keys, places))
+        return places[0]
+
+    def _leave_run(
+        self, keys: list[BlockKey], places: list[asyncio.Future[tuple[BlockRun, int] | None]]
+    ) -> None:
+        """Blocks whose place is still open are not in a run after all."""
+        for key, place in zip(keys, places, strict=True):
+            if not place.done():
+                place.set_result(None)
+                if self._in_runs.get(key.id) is place:
+                    del self._in_runs[key.id]
+
+    async def _start_run(
+        self,
+        keys: list[BlockKey],
+        block_size: int,
+        places: list[asyncio.Future[tuple[BlockRun, int] | None]],
+    ) -> None:
+        """Stat the file (its end and version), then fetch ``keys`` up to its end as one run.
+
+        Blocks past the end, or all of them when the stat fails or finds
+        another version, go back to single fetches.
+        """
+        run: BlockRun | None = None
+        first = keys[0]
+        try:
+            mount = await self.mounts.get(first.mount_id)
+            status = await mount.backend.stat(first.path)
+            in_file = block_count(status.size, block_size) - first.index
+            if not status.is_dir and status.version == first.version and in_file >= 2:
+                members = keys[:in_file]
+                buffers = [self.buffers.acquire(block_size) for _ in members]
+                run = BlockRun(members, block_size, buffers)
+                self._spawn(run.start(mount.backend, f"{mount.spec.uri.rstrip('/')}/{first.path}"))
+                self.runs_started += 1
+        except CacheClusterError as error:
+            log.debug("no run from block %d of %s: %s", first.index, first.path, error)
+        finally:
+            if run is not None:
+                for position, place in enumerate(places[: len(run.keys)]):
+                    place.set_result((run, position))
+            self._leave_run(keys, places)
+        if run is not None:
+            for position, key in enumerate(run.keys):
+                self._spawn(self._store_run_block(key, run, position, places[position]))
+
+    async def _store_run_block(
+        self,
+        key: BlockKey,
+        run: BlockRun,
+        position: int,
+        place: asyncio.Future[tuple[BlockRun, int] | None],
+    ) -> None:
+        """Store one block of a run when it arrives, whether or not a reader asked for it."""
+        try:
+            load, recycle = self._run_loader(run, position)
+            await self.store.load(key.id, load, recycle)
+        except Exception as error:  # the reader of the block, if any, has it too
+            log.debug("block %d of %s from a run: %s", key.index, key.path, error)
+        finally:
+            if self._in_runs.get(key.id) is place:
+                del self._in_runs[key.id]
+
+    def _run_loader(
+        self, run: BlockRun, position: int
+    ) -> tuple[Callable[[], Awaitable[memoryview]], Callable[[], None]]:
+        """A loader for block ``position`` of ``run`` and the recycler of its buffer.
+
+        A run's buffer goes to one load only: a later load of the same block
+        (the first one's block was evicted meanwhile, its buffer reused)
+        fetches it alone.
+        """
+        key = run.keys[position]
+        claimed = False
+
+        async def load() -> memoryview:
+            nonlocal claimed
+            if not run.claim(position):
+                return await self.fetch(key)
+            claimed = True
+            mount = await self.mounts.get(key.mount_id)
+            data = await run.block(position, f"{mount.spec.uri.rstrip('/')}/{key.path}")
+            self._replicate(key, mount.spec.uri, key.index * run.block_size, len(data))
+            return data
+
+        def recycle() -> None:
+            nonlocal claimed
+            if claimed:
+                claimed = False
+                self.buffers.release(run.buffers[position])
+
+        return load, recycle
+
+    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Future[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     async def load(self, block_id: str, key: BlockKey) -> LoadOutcome:
         """Make sure a block is cached (LoadBlocks); ``key`` must be checked by the caller.
@@ -267,7 +442,7 @@ class UfsBlockOpener:
         """Queue a block fetched from the UFS for its other owners, if this worker is the first."""
         if self.replicator is not None and self.ring.replicas > 1:
             block_id = key.id
-            owners = self.ring.owners(block_id)
+            owners = self.ring.owners(key)
             if owners and owners[0] == self.ring.worker_id:
                 self.replicator.submit(block_id, key, ufs_uri, offset, count, owners[1:])
 

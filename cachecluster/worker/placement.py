@@ -19,6 +19,7 @@ import asyncio
 import dataclasses
 import logging
 
+from cachecluster.common.block_key import BlockKey
 from cachecluster.common.errors import Unavailable
 from cachecluster.common.grpc_errors import rpc_errors
 from cachecluster.common.ring import HashRing, RingSnapshot, RingWorker
@@ -90,12 +91,12 @@ class RingView:
                 )
             self._block_size = block_size
 
-    def owners(self, block_id: str) -> list[str]:
-        """Ids of the block's owners, first owner first; empty without a ring."""
+    def owners(self, key: BlockKey) -> list[str]:
+        """Ids of the block's owners, first owner first; empty without a ring or block size."""
         ring = self._ring
-        if ring is None:
+        if ring is None or self._block_size is None:
             return []
-        return ring.owners(block_id, self._replicas)
+        return ring.owners(key.placement_key(self._block_size), self._replicas)
 
     def peer(self, worker_id: str) -> PeerEndpoint | None:
         """The gRPC endpoint of a worker on the ring, or None."""

@@ -111,6 +111,7 @@ async def run_worker(config: WorkerConfig, *, stop: asyncio.Event | None = None)
         opener = UfsBlockOpener(
             store, mounts, ring, replicator=replicator, cluster_secret=config.cluster_secret
         )
+        cleanup.push_async_callback(opener.close)
 
         grpc_server, grpc_port, health_servicer = await _start_grpc(config, store, opener)
 

@@ -17,6 +17,7 @@ from cachecluster.client.cluster_view import Candidate
 from cachecluster.client.data_conn import DataConnectionPool
 from cachecluster.client.master_api import FileInfo
 from cachecluster.client.reader import BlockFetcher, BufferPool, FileReader
+from cachecluster.common.block_key import BlockKey
 from cachecluster.ufs.base import UfsBackend
 
 BLOCK = 4096
@@ -49,7 +50,7 @@ class NoWorkers:
     def __init__(self) -> None:
         self.ufs = EagerUfs()
 
-    async def candidates(self, block_id: str) -> list[Candidate]:
+    async def candidates(self, key: BlockKey) -> list[Candidate]:
         return []
 
     def mark_suspect(self, worker_id: str) -> None:

@@ -101,8 +101,8 @@ class StaticPlacement:
     def __post_init__(self) -> None:
         self.ring = HashRing([RingWorker(w) for w in self.workers], vnodes=200)
 
-    async def candidates(self, block_id: str) -> list[Candidate]:
-        order = self.ring.owners(block_id, len(self.workers))
+    async def candidates(self, key: BlockKey) -> list[Candidate]:
+        order = self.ring.owners(key.placement_key(BLOCK), len(self.workers))
         return [Candidate(w, self.workers[w]) for w in order_candidates(order, self.suspects)]
 
     def mark_suspect(self, worker_id: str) -> None:
@@ -211,8 +211,9 @@ async def test_blocks_go_to_their_ring_owner(rig: Rig) -> None:
     reader = await rig.reader("several")
     await reader.read()
     for index in range(6):
-        block_id = BlockKey("m1", "several", info.version, index).id
-        owner = rig.placement.ring.owner(block_id)
+        key = BlockKey("m1", "several", info.version, index)
+        block_id = key.id
+        owner = rig.placement.ring.owner(key.placement_key(BLOCK))
         holders = [w.worker_id for w in rig.workers if w.store.contains(block_id)]
         assert holders == [owner]
 
@@ -245,8 +246,8 @@ async def test_random_reads_keep_no_window(rig: Rig) -> None:
 
 async def test_dead_worker_falls_back_to_the_next(rig: Rig) -> None:
     info = await rig.info("several")
-    first = BlockKey("m1", "several", info.version, 0).id
-    owner = rig.placement.ring.owner(first)
+    first = BlockKey("m1", "several", info.version, 0)
+    owner = rig.placement.ring.owner(first.placement_key(BLOCK))
     assert owner is not None
     await rig.worker(owner).server.close()
     reader = await rig.reader("several")
@@ -275,7 +276,9 @@ async def test_error_answer_tries_the_next_worker_without_suspecting(rig: Rig) -
 
 async def test_hung_worker_times_out_and_becomes_suspect(rig: Rig) -> None:
     info = await rig.info("block+1")
-    owner = rig.placement.ring.owner(BlockKey("m1", "block+1", info.version, 0).id)
+    owner = rig.placement.ring.owner(
+        BlockKey("m1", "block+1", info.version, 0).placement_key(BLOCK)
+    )
     assert owner is not None
     gate = asyncio.Event()
     rig.worker(owner).opener.gate = gate

@@ -8,9 +8,10 @@ to stay well inside its time budget on a 2-core machine.
 ``CACHECLUSTER_IT_BIG_MIB=1024`` runs it with the full 1 GiB.
 
 * Four readers read the file at once; when a quarter of the bytes have been
-  read, worker w1 gets SIGKILL. Every reader still gets every byte right.
-  Restarted, w1 rejoins under a new epoch and serves the blocks on its disk
-  tier again without fetching anything from the UFS (its counters say so).
+  read, the worker owning the file's first placement group gets SIGKILL.
+  Every reader still gets every byte right. Restarted, it rejoins under a
+  new epoch and serves the blocks on its disk tier again without fetching
+  anything from the UFS (its counters say so).
 * The master is killed and restarted while readers loop over the cached
   file: every read succeeds, and within seconds the new master lists all
   workers again with the blocks they hold. The readers keep their ring while
@@ -122,6 +123,10 @@ async def test_sigkill_a_worker_mid_read_then_restart_it(
     progress = [0] * READERS
     total = READERS * BIG_FILE_SIZE
     async with AsyncClient(cluster.master_address, suspect_seconds=5) as client:
+        # The victim owns the file's first 64 MiB group (blocks are placed by
+        # group): what the readers read first, so it has cached some blocks.
+        victim_id = (await client.blocks(FILE_PATH))[0].owners[0]
+        victim = next(i for i, w in enumerate(cluster.workers) if w.worker_id == victim_id)
         readers = [
             asyncio.create_task(_read_all(client, source, progress, i)) for i in range(READERS)
         ]
@@ -131,49 +136,49 @@ async def test_sigkill_a_worker_mid_read_then_restart_it(
 
         await wait_for(quarter_read, 60, "a quarter of the file read", interval=0.01)
         read_at_kill = sum(progress)
-        await asyncio.to_thread(cluster.kill_worker, 1, signal.SIGKILL)
+        await asyncio.to_thread(cluster.kill_worker, victim, signal.SIGKILL)
         errors = await asyncio.gather(*readers)
         stats = client.stats
     assert read_at_kill < total, "the readers finished before the kill"
     assert errors == [""] * READERS
-    print(f"killed w1 after {read_at_kill / total:.0%} of the bytes; client stats {stats}")
+    print(f"killed {victim_id} after {read_at_kill / total:.0%} of the bytes; client stats {stats}")
 
-    # w1's disk tier, as the SIGKILL left it (torn temp files are dropped at restart).
-    on_disk = held_blocks(cluster.workers[1])
-    assert on_disk, "w1 cached nothing before it was killed"
+    # The victim's disk tier, as the SIGKILL left it (torn temp files are dropped at restart).
+    on_disk = held_blocks(cluster.workers[victim])
+    assert on_disk, f"{victim_id} cached nothing before it was killed"
 
-    async def w1_lost() -> bool:
+    async def victim_lost() -> bool:
         answer = await list_workers(cluster)
         states = {w.worker_id: w.state for w in answer.workers}
-        return states.get("w1") in (None, master_pb2.WORKER_STATE_LOST)
+        return states.get(victim_id) in (None, master_pb2.WORKER_STATE_LOST)
 
-    await wait_for(w1_lost, 15, "the master declares w1 lost")
+    await wait_for(victim_lost, 15, f"the master declares {victim_id} lost")
     epoch_lost = (await list_workers(cluster)).epoch
     assert epoch_lost != epoch_before
 
-    await asyncio.to_thread(cluster.start_worker, 1)
+    await asyncio.to_thread(cluster.start_worker, victim)
     await asyncio.to_thread(cluster.wait_active, 15)
     answer = await list_workers(cluster)
     assert answer.epoch not in (epoch_before, epoch_lost)
-    w1_status = next(w for w in answer.workers if w.worker_id == "w1")
-    assert w1_status.state == master_pb2.WORKER_STATE_ACTIVE
+    victim_status = next(w for w in answer.workers if w.worker_id == victim_id)
+    assert victim_status.state == master_pb2.WORKER_STATE_ACTIVE
 
-    async def w1_reported() -> bool:
+    async def victim_reported() -> bool:
         reported = {w.worker_id: w.block_count for w in (await list_workers(cluster)).workers}
-        return reported.get("w1") == len(held_blocks(cluster.workers[1]))
+        return reported.get(victim_id) == len(held_blocks(cluster.workers[victim]))
 
-    await wait_for(w1_reported, 10, "the master lists w1's blocks again")
-    still_on_disk = held_blocks(cluster.workers[1])
+    await wait_for(victim_reported, 10, f"the master lists {victim_id}'s blocks again")
+    still_on_disk = held_blocks(cluster.workers[victim])
     assert still_on_disk and still_on_disk <= on_disk
 
-    # Read exactly w1's cached blocks again: hits only, nothing from the UFS.
+    # Read exactly the victim's cached blocks again: hits only, nothing from the UFS.
     async with AsyncClient(cluster.master_address, readahead_blocks=0) as client:
         blocks = [b for b in await client.blocks(FILE_PATH) if b.block_id in still_on_disk]
-        assert all(b.owners[0] == "w1" for b in blocks)
+        assert all(b.owners[0] == victim_id for b in blocks)
         for block in blocks:
             got = await client.cat(FILE_PATH, block.offset, block.offset + block.length)
             assert got == source[block.offset : block.offset + block.length], block.index
-    stats = await worker_stats(cluster.workers[1])
+    stats = await worker_stats(cluster.workers[victim])
     assert stats.counters.misses == 0 and stats.counters.bytes_fetched == 0
     assert stats.counters.hits >= len(blocks)
 

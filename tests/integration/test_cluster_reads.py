@@ -9,23 +9,28 @@ the master's block counts agree with what the workers hold.
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 import grpc
 import pytest
 
 from cachecluster.client.client import AsyncClient
+from cachecluster.common.block_key import BlockKey
 from cachecluster.common.errors import NotFound
 from cachecluster.common.ring import RING_SCHEME, HashRing, RingSnapshot, RingWorker
 from cachecluster.protos import master_pb2, master_pb2_grpc
 from tests.integration.conftest import (
     BLOCK_SIZE,
+    S3_BUCKET,
+    S3_PREFIX,
     ReadCluster,
     held_blocks,
     list_workers,
     sha256,
     wait_for,
 )
+from tests.servers.seaweed import SeaweedS3
 
 DATASETS = ("local", "s3")
 
@@ -110,12 +115,15 @@ async def test_blocks_sit_on_the_ring_owners_on_two_distinct_workers(
     ring, replicas = await _ring_of(cluster.master_address)
     assert replicas == 2
     owners: dict[str, tuple[str, ...]] = {}
+    block_size = await read_client.block_size()
     for dataset in DATASETS:
         for name, data in read_cluster.files.items():
             path = read_cluster.path(dataset, name)
             assert await read_client.cat(path) == data
+            info = await read_client.stat(path)
             for block in await read_client.blocks(path):
-                expected = tuple(ring.owners(block.block_id, replicas))
+                key = BlockKey(info.mount_id, info.mount_path, info.version, block.index)
+                expected = tuple(ring.owners(key.placement_key(block_size), replicas))
                 assert block.owners == expected, f"client and master disagree on {path}"
                 owners[block.block_id] = expected
     assert owners and all(len(set(names)) == 2 for names in owners.values())
@@ -148,3 +156,49 @@ async def test_blocks_sit_on_the_ring_owners_on_two_distinct_workers(
         return all(reported.get(w.worker_id) == len(held_blocks(w)) for w in cluster.workers)
 
     await wait_for(counts_reported, 10, "the master's block counts match the workers' tiers")
+
+
+async def test_cold_reads_of_new_s3_files_are_exact(
+    read_cluster: ReadCluster, read_client: AsyncClient, s3_server: SeaweedS3
+) -> None:
+    """Cold sequential (runs of a group from one GET), random and concurrent reads of S3 files.
+
+    The files are new, so every block is a miss; a sequential reader's
+    misses make its owner fetch the rest of the group as one ranged GET
+    (``worker/read_runs.py``), random reads fetch single blocks.
+    """
+    rng = random.Random("cold-s3")
+    sizes = {
+        "seq.bin": 40 * BLOCK_SIZE + 4321,
+        "random.bin": 24 * BLOCK_SIZE,
+        "shared.bin": 20 * BLOCK_SIZE + 5,
+    }
+    files = {name: rng.randbytes(size) for name, size in sizes.items()}
+    s3 = s3_server.client()
+    for name, data in files.items():
+        s3.put_object(Bucket=S3_BUCKET, Key=f"{S3_PREFIX}/cold/{name}", Body=data)
+
+    def path(name: str) -> str:
+        return read_cluster.path("s3", f"cold/{name}")
+
+    async with await read_client.open(path("seq.bin")) as file:
+        chunks = []
+        while chunk := await file.read(1 << 20):
+            chunks.append(chunk)
+    assert sha256(b"".join(chunks)) == sha256(files["seq.bin"])
+
+    data = files["random.bin"]
+    for _ in range(30):
+        start = rng.randrange(len(data))
+        length = rng.choice([1, 4096, 1 << 20, BLOCK_SIZE + 3])
+        assert (
+            await read_client.cat(path("random.bin"), start, start + length)
+            == data[start : start + length]
+        ), f"random.bin [{start}, {start + length})"
+
+    async def whole(name: str) -> str:
+        async with await read_client.open(path(name)) as file:
+            return sha256(await file.read())
+
+    digests = await asyncio.gather(*(whole("shared.bin") for _ in range(4)))
+    assert digests == [sha256(files["shared.bin"])] * 4

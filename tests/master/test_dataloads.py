@@ -314,10 +314,19 @@ async def rig(tmp_path: Path) -> AsyncIterator[_Rig]:
     await metadata.close()
 
 
-async def _blocks(rig: _Rig, path: str) -> list[str]:
+async def _keys(rig: _Rig, path: str) -> list[BlockKey]:
     entry = await rig.metadata.get_status("ns", "ds", path)
     count = (entry.size + BS - 1) // BS
-    return [BlockKey(entry.mount_id, entry.mount_path, entry.version, i).id for i in range(count)]
+    return [BlockKey(entry.mount_id, entry.mount_path, entry.version, i) for i in range(count)]
+
+
+async def _blocks(rig: _Rig, path: str) -> list[str]:
+    return [key.id for key in await _keys(rig, path)]
+
+
+def _owners(rig: _Rig, key: BlockKey, count: int) -> list[str]:
+    """The ring owners of block ``key`` (placed by its group, as the runner places it)."""
+    return rig.ring.owners(key.placement_key(BS), count)
 
 
 async def test_each_block_goes_to_its_two_ring_owners(rig: _Rig) -> None:
@@ -328,10 +337,10 @@ async def test_each_block_goes_to_its_two_ring_owners(rig: _Rig) -> None:
     expected: dict[str, list[str]] = {worker_id: [] for worker_id in rig.workers}
     total = 0
     for path in ("a.bin", "dir/b.bin", "dir/c.bin"):
-        for block_id in await _blocks(rig, path):
+        for key in await _keys(rig, path):
             total += 1
-            for owner in rig.ring.owners(block_id, 2):
-                expected[owner].append(block_id)
+            for owner in _owners(rig, key, 2):
+                expected[owner].append(key.id)
     assert status.blocks_total == status.blocks_done == total == 6
     for worker_id, fake in rig.workers.items():
         assert sorted(fake.received) == sorted(expected[worker_id]), worker_id
@@ -339,8 +348,9 @@ async def test_each_block_goes_to_its_two_ring_owners(rig: _Rig) -> None:
 
 
 async def test_a_target_subtree_and_a_failed_block_retried_on_the_same_worker(rig: _Rig) -> None:
-    [block_id] = await _blocks(rig, "dir/b.bin")
-    owner = rig.ring.owners(block_id, 2)[0]
+    [key] = await _keys(rig, "dir/b.bin")
+    block_id = key.id
+    owner = _owners(rig, key, 2)[0]
     rig.workers[owner].fail_times[block_id] = 1
     status = await rig.run({"dataset": {"name": "ds"}, "target": [{"path": "/dir"}]}, None)
     assert status.phase == COMPLETE, status.message
@@ -349,15 +359,15 @@ async def test_a_target_subtree_and_a_failed_block_retried_on_the_same_worker(ri
 
 
 async def test_a_failing_worker_hands_its_blocks_to_the_next_owner(rig: _Rig) -> None:
-    ids = await _blocks(rig, "a.bin")
-    bad = rig.ring.owners(ids[0], 2)[0]
+    keys = await _keys(rig, "a.bin")
+    bad = _owners(rig, keys[0], 2)[0]
     rig.workers[bad].fail_all = True
     status = await rig.run({"dataset": {"name": "ds"}, "target": [{"path": "a.bin"}]}, None)
     assert status.phase == COMPLETE, status.message
-    for block_id in ids:
-        three = rig.ring.owners(block_id, 3)
+    for key in keys:
+        three = _owners(rig, key, 3)
         if bad in three[:2]:
-            assert block_id in rig.workers[three[2]].received  # the spare got the copy
+            assert key.id in rig.workers[three[2]].received  # the spare got the copy
 
 
 async def test_a_block_no_worker_can_load_fails_the_load_naming_the_file(rig: _Rig) -> None:
@@ -376,8 +386,9 @@ async def test_progress_shows_while_a_block_is_still_loading(
     rig: _Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(dataload_runner, "BATCH_BLOCKS", 1)  # one block a call
-    held = (await _blocks(rig, "a.bin"))[0]
-    owner = rig.ring.owners(held, 2)[0]
+    first = (await _keys(rig, "a.bin"))[0]
+    held = first.id
+    owner = _owners(rig, first, 2)[0]
     gate = asyncio.Event()
     rig.workers[owner].gate = gate
     rig.workers[owner].gated_block = held

@@ -12,6 +12,7 @@ import xxhash
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cachecluster.common.block_key import PLACEMENT_GROUP_BYTES, BlockKey, group_blocks
 from cachecluster.common.errors import InvalidArgument
 from cachecluster.common.ring import (
     DEFAULT_VNODES,
@@ -31,7 +32,7 @@ def _ring(count: int, **kwargs: int) -> HashRing:
     return HashRing((RingWorker(f"worker-{index}") for index in range(count)), **kwargs)
 
 
-def _primaries(ring: HashRing, keys: list[str]) -> list[str]:
+def _primaries(ring: HashRing, keys: list[str] | list[bytes]) -> list[str]:
     owners = ring.owners
     return [owners(key)[0] for key in keys]
 
@@ -261,3 +262,42 @@ def test_membership_accessors() -> None:
     assert ring.get("worker-9") is None
     assert [worker.worker_id for worker in ring.workers] == ["worker-0", "worker-1", "worker-2"]
     assert ring.vnodes == 10
+
+
+def test_a_files_blocks_are_placed_by_group() -> None:
+    block_size = 4 << 20
+    group = group_blocks(block_size)
+    assert group == PLACEMENT_GROUP_BYTES // block_size == 16
+    keys = [
+        BlockKey("m", "dir/f.bin", "etag-1", index).placement_key(block_size) for index in range(40)
+    ]
+    assert len(set(keys[:16])) == len(set(keys[16:32])) == len(set(keys[32:])) == 1
+    assert len({keys[0], keys[16], keys[32]}) == 3
+    # Another version, path or mount is placed on its own; block ids stay what they were.
+    assert BlockKey("m", "dir/f.bin", "etag-2", 0).placement_key(block_size) != keys[0]
+    assert BlockKey("m", "dir/g.bin", "etag-1", 0).placement_key(block_size) != keys[0]
+    assert BlockKey("n", "dir/f.bin", "etag-1", 0).placement_key(block_size) != keys[0]
+    assert BlockKey("m", "p", "v", 3).id == "013672fd0753f40903af728d3a043a84"
+    # Blocks as large as a group (or larger) are each a group of one.
+    assert group_blocks(PLACEMENT_GROUP_BYTES * 2) == 1
+    big = [BlockKey("m", "f", "v", i).placement_key(PLACEMENT_GROUP_BYTES) for i in range(3)]
+    assert len(set(big)) == 3
+
+
+def test_balance_of_placement_groups(ring100: HashRing) -> None:
+    """Files of 64 MiB groups (and one-block small files) still spread evenly over workers."""
+    block_size = 4 << 20
+    groups = [
+        BlockKey("mount", f"data/{file:05d}.bin", "v1", group * 16).placement_key(block_size)
+        for file in range(2_000)
+        for group in range(16)  # 1 GiB files
+    ]
+    small = [
+        BlockKey("mount", f"small/{n}", "v1", 0).placement_key(block_size) for n in range(32_000)
+    ]
+    for keys in (groups, small):
+        load = Counter(_primaries(ring100, keys))
+        mean = len(keys) / 100
+        assert len(load) == 100
+        assert max(load.values()) / mean <= 1.25
+        assert min(load.values()) / mean >= 0.75

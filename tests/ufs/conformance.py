@@ -212,10 +212,22 @@ class UfsConformance:
         writer.write("blocks.bin", data)
         version = (await backend.stat("blocks.bin")).version
         buffers = [bytearray(b"\xee" * block) for _ in range(4)]
+        reported: list[tuple[int, int, bytes]] = []
+
+        def filled(index: int, count: int) -> None:  # may run in a pool thread
+            reported.append((index, count, bytes(buffers[index][:count])))
+
         n = await backend.read_blocks_into(
-            "blocks.bin", block, [memoryview(b) for b in buffers], version=version
+            "blocks.bin", block, [memoryview(b) for b in buffers], version=version, filled=filled
         )
         assert n == 2 * block + 1234
+        # Each full buffer is reported, in order, holding its bytes already; the
+        # one the file ends in may be, with its short count.
+        assert reported[:2] == [
+            (0, block, data[block : 2 * block]),
+            (1, block, data[2 * block : 3 * block]),
+        ]
+        assert reported[2:] in ([], [(2, 1234, data[3 * block :])])
         assert bytes(buffers[0]) == data[block : 2 * block]
         assert bytes(buffers[1]) == data[2 * block : 3 * block]
         assert bytes(buffers[2][:1234]) == data[3 * block :]

@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.servers.seaweed import SeaweedS3
+from tests.worker.s3_opener import Env, opener_env
 
 SHM = "/dev/shm"
 
@@ -22,3 +25,10 @@ def shm_dir() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+async def env(s3_server: SeaweedS3, shm_dir: Path) -> AsyncIterator[Env]:
+    """The worker's opener over a fresh SeaweedFS bucket (see ``s3_opener.py``)."""
+    async with opener_env(s3_server, shm_dir) as built:
+        yield built

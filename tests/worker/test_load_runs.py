@@ -8,92 +8,13 @@ tmpfs and the worker's opener, in-process.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import random
-import uuid
-from collections.abc import AsyncIterator, Mapping
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-from cachecluster.common.block_key import BlockKey
 from cachecluster.common.errors import InvalidArgument, NotFound, VersionChanged
 from cachecluster.common.frames import BlockRef, ReadRequest
-from cachecluster.ufs.base import UfsBackend
-from cachecluster.ufs.registry import create_backend
-from cachecluster.ufs.s3 import S3Backend
-from cachecluster.worker.block_store import BlockStore
-from cachecluster.worker.mounts import MountResolver, MountSpec
-from cachecluster.worker.opener import LoadOutcome, UfsBlockOpener
-from cachecluster.worker.placement import RingView
-from cachecluster.worker.tiers import Medium, TierConfig
-from tests.servers.seaweed import SeaweedS3
-
-BLOCK = 64 * 1024
-MOUNT = "0123456789abcdef"
-
-
-@dataclasses.dataclass
-class Env:
-    """The opener under test, its store, and what it asked the S3 server for."""
-
-    opener: UfsBlockOpener
-    store: BlockStore
-    s3: Any  # a boto3 S3 client, to write objects behind the cache's back
-    bucket: str
-    gets: list[str]  # the Range header of every GET the backend sent
-
-    def put(self, name: str, size: int, seed: int = 1) -> bytes:
-        data = random.Random(seed).randbytes(size)
-        self.s3.put_object(Bucket=self.bucket, Key=f"data/{name}", Body=data)
-        return data
-
-    async def version(self, name: str) -> str:
-        return (await (await self.opener.mounts.get(MOUNT)).backend.stat(name)).version
-
-    async def stored(self, key: BlockKey) -> bytes:
-        with await self.store.get(key.id) as lease:
-            return lease.read()
-
-
-@pytest.fixture
-async def env(s3_server: SeaweedS3, shm_dir: Path) -> AsyncIterator[Env]:
-    bucket = f"runs-{uuid.uuid4().hex[:8]}"
-    s3_server.create_bucket(bucket)
-    gets: list[str] = []
-
-    def record(request: Any, **_: Any) -> None:
-        gets.append(request.headers["Range"].decode())
-
-    def factory(uri: str, options: Mapping[str, str]) -> UfsBackend:
-        backend = create_backend(uri, options)
-        assert isinstance(backend, S3Backend)
-        backend._client.meta.events.register("before-send.s3.GetObject", record)
-        return backend
-
-    spec = MountSpec(MOUNT, f"s3://{bucket}/data", s3_server.backend_options())
-
-    async def lookup(mount_id: str) -> MountSpec:
-        if mount_id != MOUNT:
-            raise NotFound(f"mount {mount_id}: no such mount")
-        return spec
-
-    ring = RingView("w-test")
-    ring.set_block_size(BLOCK)
-    resolver = MountResolver(lookup, backend_factory=factory)
-    tier = TierConfig(Medium.MEM, str(shm_dir / "mem"), 64 * BLOCK)
-    try:
-        async with BlockStore([tier]) as store:
-            yield Env(
-                UfsBlockOpener(store, resolver, ring), store, s3_server.client(), bucket, gets
-            )
-    finally:
-        await resolver.close()
-
-
-def run_keys(name: str, version: str, indices: range) -> list[BlockKey]:
-    return [BlockKey(MOUNT, name, version, index) for index in indices]
+from cachecluster.worker.opener import LoadOutcome
+from tests.worker.s3_opener import BLOCK, MOUNT, Env, run_keys
 
 
 async def test_a_run_is_one_get_and_each_block_holds_its_bytes(env: Env) -> None:

@@ -197,6 +197,11 @@ def write_file(directory: Path, name: str, size: int, seed: int = 1) -> bytes:
     return data
 
 
+def _placement(status: master_pb2.FileStatus, index: int) -> bytes:
+    """The ring key of a block (its group's), as every component places it."""
+    return BlockKey(status.mount_id, status.mount_path, status.version, index).placement_key(BLOCK)
+
+
 def block_ref(status: master_pb2.FileStatus, index: int) -> worker_pb2.BlockRef:
     key = BlockKey(status.mount_id, status.mount_path, status.version, index)
     return worker_pb2.BlockRef(
@@ -350,7 +355,7 @@ async def test_first_owner_replicates_to_the_other_owner(tmp_path: Path, shm_dir
         ring = HashRing.from_snapshot(
             RingSnapshot(tuple(RingWorker(m.worker_id) for m in reply.members), vnodes=reply.vnodes)
         )
-        owners = [ring.owners(block_ref(status, i).block_id, 2) for i in range(8)]
+        owners = [ring.owners(_placement(status, i), 2) for i in range(8)]
         for index, (primary, _replica) in enumerate(owners):
             await read_block(by_id[primary], status, index)
 
@@ -367,7 +372,7 @@ async def test_first_owner_replicates_to_the_other_owner(tmp_path: Path, shm_dir
         # A read on a worker that is not the first owner replicates nothing.
         write_file(cluster.ufs, "g.bin", BLOCK)
         g = await cluster.status("g.bin")
-        g_owners = ring.owners(block_ref(g, 0).block_id, 3)
+        g_owners = ring.owners(_placement(g, 0), 3)
         await read_block(by_id[g_owners[2]], g, 0)
         await asyncio.sleep(3 * HEARTBEAT)
         stats = [await w.stats() for w in by_id.values()]
