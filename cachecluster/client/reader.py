@@ -329,10 +329,11 @@ class BlockFetcher:
         try:
             groups: dict[str, tuple[Candidate, list[tuple[str, BlockRef]]]] = {}
             for info, index in blocks:
-                block_id = BlockKey(info.mount_id, info.mount_path, info.version, index).id
+                key = BlockKey(info.mount_id, info.mount_path, info.version, index)
+                block_id = key.id
                 if local.held(block_id) is not None:
                     continue
-                candidates = await self.placement.candidates(block_id)
+                candidates = await self.placement.candidates(key)
                 if not candidates or not local.usable(candidates[0].address):
                     continue
                 ref = BlockRef(info.mount_id, info.mount_path, info.version, index)
