@@ -312,16 +312,7 @@ class AsyncClient:
         if info.is_dir:
             raise IsADirectoryError(f"{info.path}: is a directory")
         ring = await self.view.ring()
-        reader = FileReader(
-            self.fetcher,
-            info,
-            ring.block_size,
-            readahead_blocks=(
-                self.readahead_blocks if readahead_blocks is None else readahead_blocks
-            ),
-            buffers=self.buffers,
-        )
-        return AsyncFile(reader, self)
+        return self._file(info, ring.block_size, readahead_blocks)
 
     def open_cached(self, path: str, *, readahead_blocks: int | None = None) -> AsyncFile | None:
         """:meth:`open` from the cached status and ring, without waiting; None if not cached.
@@ -337,10 +328,14 @@ class AsyncClient:
             return None
         if info.is_dir:
             raise IsADirectoryError(f"{info.path}: is a directory")
+        return self._file(info, ring.block_size, readahead_blocks)
+
+    def _file(self, info: FileInfo, block_size: int, readahead_blocks: int | None) -> AsyncFile:
+        """An open file of ``info`` (:meth:`open` and :meth:`open_cached`)."""
         reader = FileReader(
             self.fetcher,
             info,
-            ring.block_size,
+            block_size,
             readahead_blocks=(
                 self.readahead_blocks if readahead_blocks is None else readahead_blocks
             ),
