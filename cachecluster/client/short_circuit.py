@@ -294,29 +294,10 @@ class FdChannel:
         channel breaks (it is closed then; so it is when a call is cancelled
         mid-exchange).
         """
-        async with self._lock:
-            if self._closed:
-                raise Unavailable(f"fd channel to unix:{self.path} is closed")
-            request_id = next(self._ids)
-            frame = frames.encode_request(OpenRequest(request_id, block_id, key, cap))
-            self._unwatch()
-            try:
-                await self._loop.sock_sendall(self._sock, frame)
-                answer = await self._answer(request_id)
-                self._watch()
-                return answer
-            except FrameError as exc:
-                self.close()
-                raise Unavailable(f"fd channel to unix:{self.path} broken: {exc}") from exc
-            except CacheClusterError:  # (some are OSErrors too: this clause comes first)
-                self._watch()
-                raise  # the worker's answer: the stream is still in step
-            except OSError as exc:
-                self.close()
-                raise Unavailable(f"fd channel to unix:{self.path} lost: {exc}") from exc
-            except BaseException:
-                self.close()  # cancelled mid-exchange: the stream is out of step
-                raise
+        (answer,) = await self.open_many([(block_id, key)], cap)
+        if isinstance(answer, CacheClusterError):
+            raise answer
+        return answer
 
     async def open_many(
         self, blocks: list[tuple[str, BlockRef]], cap: bytes | None
@@ -604,24 +585,14 @@ class ShortCircuitReads:
     async def _ask(
         self, address: WorkerAddress, block_id: str, key: BlockRef, cap: bytes | None
     ) -> LocalBlock | None:
-        path = address.unix_path
-        assert path is not None
-        try:
-            channel = await self._channel(path)
-            grant, fd = await channel.open(block_id, key, cap)
-        except InvalidArgument as exc:  # no ``open`` there: an older worker
-            log.info("worker unix:%s does not pass block files (%s); reading over it", path, exc)
-            self._off_until[path] = math.inf
-            self.stats.fallbacks += 1
-            return None
-        except Unavailable as exc:
-            if path in self._channels and not self._channels[path].closed:
-                raise  # the worker's answer (its UFS is down...), not a broken socket
-            log.info("short-circuit reads from unix:%s paused: %s", path, exc)
-            self._off_until[path] = time.monotonic() + RETRY_AFTER_S
-            self.stats.fallbacks += 1
-            return None
-        return self._keep(path, block_id, grant, fd)
+        """One block's file by :meth:`_ask_many`; None: read it over the data protocol.
+
+        The worker's refusal is raised (and the block is no longer held).
+        """
+        (answer,) = await self._ask_many(address, [(block_id, key)], cap)
+        if isinstance(answer, CacheClusterError):
+            raise answer
+        return answer
 
     async def _ask_many(
         self, address: WorkerAddress, blocks: list[tuple[str, BlockRef]], cap: bytes | None
