@@ -39,7 +39,7 @@ from cachecluster.client.cluster_view import Candidate
 from cachecluster.client.data_conn import DataConnectionPool
 from cachecluster.client.master_api import FileInfo
 from cachecluster.client.short_circuit import LocalBlock, ShortCircuitReads
-from cachecluster.common.block_key import BlockKey
+from cachecluster.common.block_key import BlockKey, block_count
 from cachecluster.common.errors import (
     CacheClusterError,
     InvalidArgument,
@@ -483,7 +483,7 @@ class FileReader:
         self._window: dict[int, _Prefetch] = {}
         self._mapped_ahead = -1  # the last block local_view asked ahead for
         self._block_ids: dict[int, str] = {}
-        self._asking_ahead = False  # a batch of block files is being asked for (read_held)
+        self._asking_ahead = False  # a batch of block files is being asked for (_ask_ahead)
         self._closed = False
 
     @property
@@ -636,15 +636,8 @@ class FileReader:
         self.fetcher.stats.worker_reads += len(blocks)
         self.fetcher.stats.bytes_read += length
         self._expected = end
-        ahead = last + self.readahead_blocks
-        total = (self.size + block_size - 1) // block_size
-        if (
-            renew < 0
-            and self.readahead_blocks
-            and ahead < total
-            and local.held(self._block_id(ahead), stale=local.ttl) is None
-        ):
-            renew = last + 1
+        if renew < 0:
+            renew = self._due_ahead(last, stale=local.ttl)
         if renew >= 0 and not self._asking_ahead:
             self._asking_ahead = True
             if not self.fetcher.call_on_loop(self._ask_ahead, renew):
@@ -661,21 +654,31 @@ class FileReader:
             self._block_ids[index] = block_id
         return block_id
 
-    def ask_ahead(self, index: int) -> None:
-        """Ask (in the background) for the files of the blocks from ``index`` on, a batch.
+    def _due_ahead(self, last: int, *, stale: float) -> int:
+        """After a read up to block ``last``: the block to ask ahead from, or -1.
 
-        For a reader about to read there: the blocks are then held when
-        :meth:`read_held` comes. Call on the loop.
+        The blocks after ``last`` are asked for (a batch, :meth:`_ask_ahead`)
+        when the one ``readahead_blocks`` on is not held (or, with ``stale``
+        seconds of grace, not fresh).
         """
-        if self.fetcher.local is None or self._closed:
-            return
-        total = (self.size + self.block_size - 1) // self.block_size
-        indexes = range(index, min(total, index + LOCAL_BATCH_BLOCKS))
-        if indexes:
-            self.fetcher.spawn_quiet(self.fetcher.prefetch_local(self.info, indexes))
+        local = self.fetcher.local
+        ahead = last + self.readahead_blocks
+        if (
+            local is None
+            or not self.readahead_blocks
+            or ahead >= block_count(self.size, self.block_size)
+            or local.held(self._block_id(ahead), stale=stale) is not None
+        ):
+            return -1
+        return last + 1
 
     def _ask_ahead(self, index: int) -> None:
-        """:meth:`ask_ahead` for :meth:`read_held` (on the loop), then let it ask again."""
+        """Ask (in the background, on the loop) for the files of the blocks from ``index`` on.
+
+        A batch of :data:`LOCAL_BATCH_BLOCKS`, so that a reader about to read
+        there finds them held; ``_asking_ahead`` is set by the caller and
+        cleared when the batch is answered.
+        """
 
         async def ask() -> None:
             try:
@@ -683,8 +686,9 @@ class FileReader:
             finally:
                 self._asking_ahead = False
 
-        total = (self.size + self.block_size - 1) // self.block_size
-        indexes = range(index, min(total, index + LOCAL_BATCH_BLOCKS))
+        indexes = range(
+            index, min(block_count(self.size, self.block_size), index + LOCAL_BATCH_BLOCKS)
+        )
         if self._closed or not indexes:
             self._asking_ahead = False
             return
@@ -694,7 +698,7 @@ class FileReader:
         """Read every span from the block files of same-host workers; False if one is not.
 
         One copy (``preadv`` into ``view``) and no read-ahead buffers: the
-        files of the blocks after are asked for ahead instead (:meth:`ask_ahead`).
+        files of the blocks after are asked for ahead instead (:meth:`_ask_ahead`).
         The files of a range over several blocks are asked for in one round trip.
         """
         if len(spans) > 1:
@@ -719,8 +723,10 @@ class FileReader:
         if readahead:
             self._drop_window()
             self._expected = spans[-1].block * self.block_size + spans[-1].start + spans[-1].length
-            if self.readahead_blocks:
-                self.ask_ahead(spans[-1].block + 1)
+            start = self._due_ahead(spans[-1].block, stale=0.0)
+            if start >= 0 and not self._asking_ahead:
+                self._asking_ahead = True
+                self._ask_ahead(start)
         return True
 
     async def local_view(self, offset: int, size: int) -> memoryview | None:
@@ -750,7 +756,7 @@ class FileReader:
         return views[0] if len(views) == 1 else memoryview(b"".join(views))
 
     def _map_ahead(self, index: int) -> None:
-        block_total = (self.size + self.block_size - 1) // self.block_size
+        block_total = block_count(self.size, self.block_size)
         first = max(index + 1, self._mapped_ahead + 1)
         last = min(index + self.readahead_blocks, block_total - 1)
         for ahead in range(first, last + 1):
@@ -793,7 +799,7 @@ class FileReader:
         current = end // self.block_size
         for index in [i for i in self._window if i < current]:
             self._release(self._window.pop(index))
-        block_total = (self.size + self.block_size - 1) // self.block_size
+        block_total = block_count(self.size, self.block_size)
         first = last_index + 1
         for index in range(first, min(first + self.readahead_blocks, block_total)):
             if index not in self._window:
