@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import io
 import types
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Literal, overload
+from typing import Literal, TypeVar, overload
 
 from cachecluster.client.capabilities import CapabilityCache
 from cachecluster.client.cluster_view import (
@@ -60,6 +61,8 @@ ALL_WORKERS = 1 << 16
 """``extra_workers`` that makes every worker on the ring a candidate for every block."""
 
 __all__ = ["AsyncClient", "AsyncFile", "BlockPlacementInfo", "FileInfo"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,28 +122,24 @@ class AsyncFile:
         ``VersionChanged`` means the file changed on the UFS since it was
         opened: open it again to read the new version.
         """
-        try:
-            return await self._reader.read(size)
-        except VersionChanged:
-            self._client.view.invalidate(self.path)
-            raise
-        finally:
-            self._client.ask_siblings(self._reader)
+        return await self._reading(self._reader.read(size))
 
     async def readinto(self, buf: memoryview | bytearray) -> int:
         """Fill ``buf`` from the position (zero-copy for whole blocks); 0 at the end."""
-        try:
-            return await self._reader.readinto(buf)
-        except VersionChanged:
-            self._client.view.invalidate(self.path)
-            raise
-        finally:
-            self._client.ask_siblings(self._reader)
+        return await self._reading(self._reader.readinto(buf))
 
     async def pread_into(self, offset: int, buf: memoryview | bytearray) -> int:
         """Read at ``offset`` into ``buf`` without moving the position."""
+        return await self._reading(self._reader.pread_into(offset, buf))
+
+    async def _reading(self, reading: Awaitable[T]) -> T:
+        """Await a read of this file; its cached status dropped on ``VersionChanged``.
+
+        After it, a one-block file's neighbours in its folder are asked for
+        (:meth:`AsyncClient.ask_siblings`).
+        """
         try:
-            return await self._reader.pread_into(offset, buf)
+            return await reading
         except VersionChanged:
             self._client.view.invalidate(self.path)
             raise

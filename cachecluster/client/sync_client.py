@@ -135,12 +135,8 @@ class File(io.RawIOBase):
 
     def readinto(self, buffer: Any) -> int:
         """Fill ``buffer`` from the position; 0 at the end of the file."""
-        self._check_open()
-        view = memoryview(buffer).cast("B")
-        position = self._file.tell()
-        got = self._file.read_held(position, view)
-        if got is None:
-            return self._client._call(self._file.readinto(view))
+        position = self.tell()
+        got = self.pread_into(position, buffer)
         self._file.seek(position + got)
         return got
 
@@ -151,10 +147,7 @@ class File(io.RawIOBase):
         remaining = max(0, self.size - position)
         count = remaining if size is None or size < 0 else min(size, remaining)
         buffer = bytearray(count)
-        got = self._file.read_held(position, buffer)
-        if got is None:
-            return self._client._call(self._file.read(count))
-        self._file.seek(position + got)
+        got = self.readinto(buffer)
         del buffer[got:]
         return bytes(buffer)
 
