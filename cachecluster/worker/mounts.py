@@ -76,6 +76,10 @@ class MountSpec:
         """Whether ``other`` reads the same bytes the same way (URI and options)."""
         return self.uri == other.uri and dict(self.options) == dict(other.options)
 
+    def file_uri(self, path: str) -> str:
+        """The UFS URI of ``path`` (relative to the mount root), for messages."""
+        return f"{self.uri.rstrip('/')}/{path}"
+
     def describe(self) -> str:
         """``ns/dataset:mount (uri)`` for log lines; no options (they may be secret)."""
         return f"{self.namespace}/{self.dataset}:{self.name} ({self.uri})"

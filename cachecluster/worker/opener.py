@@ -240,7 +240,7 @@ class UfsBlockOpener:
                 members = keys[:in_file]
                 buffers = [self.buffers.acquire(block_size) for _ in members]
                 run = BlockRun(members, block_size, buffers)
-                self._spawn(run.start(mount.backend, f"{mount.spec.uri.rstrip('/')}/{first.path}"))
+                self._spawn(run.start(mount.backend, mount.spec.file_uri(first.path)))
                 self.runs_started += 1
         except CacheClusterError as error:
             log.debug("no run from block %d of %s: %s", first.index, first.path, error)
@@ -288,7 +288,7 @@ class UfsBlockOpener:
                 return await self.fetch(key)
             claimed = True
             mount = await self.mounts.get(key.mount_id)
-            data = await run.block(position, f"{mount.spec.uri.rstrip('/')}/{key.path}")
+            data = await run.block(position, mount.spec.file_uri(key.path))
             self._replicate(key, mount.spec.uri, key.index * run.block_size, len(data))
             return data
 
@@ -397,7 +397,7 @@ class UfsBlockOpener:
                     count = min(block_size, total - position * block_size)
                     if count <= 0:
                         raise NotFound(
-                            f"block {key.index} of {mount.spec.uri.rstrip('/')}/{key.path} is "
+                            f"block {key.index} of {mount.spec.file_uri(key.path)} is "
                             f"past the end of the file (offset {key.index * block_size})"
                         )
                 except BaseException:
@@ -465,7 +465,7 @@ class UfsBlockOpener:
         count = await mount.backend.read_into(key.path, offset, view, version=key.version)
         if count <= 0:
             raise NotFound(
-                f"block {key.index} of {mount.spec.uri.rstrip('/')}/{key.path} is past the end "
+                f"block {key.index} of {mount.spec.file_uri(key.path)} is past the end "
                 f"of the file (offset {offset})"
             )
         if count < block_size // 4 and not pooled:  # small: do not keep a whole block alive
