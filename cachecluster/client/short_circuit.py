@@ -260,6 +260,7 @@ class FdChannel:
         self._header = bytearray(frames.MAX_HEADER)
         self._closed = False
         self._watching = False
+        self._waiter: asyncio.Future[None] | None = None  # a request's wait for the socket
         self._watch()
 
     @classmethod
@@ -390,11 +391,16 @@ class FdChannel:
             if not waiter.done():
                 waiter.set_result(None)
 
+        if self._closed:
+            raise ConnectionResetError("the channel was closed")
+        self._waiter = waiter
         self._loop.add_reader(self._sock, wake)
         try:
             await waiter
         finally:
-            self._loop.remove_reader(self._sock)
+            self._waiter = None
+            if not self._closed:  # close() took the reader off already (the socket is gone)
+                self._loop.remove_reader(self._sock)
 
     def _watch(self) -> None:
         if not self._closed and not self._watching:
@@ -433,6 +439,11 @@ class FdChannel:
         if not self._closed:
             self._unwatch()
             self._closed = True
+            waiter = self._waiter
+            if waiter is not None:  # a request waits for its answer: it ends now
+                self._loop.remove_reader(self._sock)
+                if not waiter.done():
+                    waiter.set_exception(ConnectionResetError("the channel was closed"))
             self._sock.close()
 
 
