@@ -34,6 +34,7 @@ from cachecluster.common.errors import (
     CacheClusterError,
     ErrorKind,
     InvalidArgument,
+    NotCached,
     NotFound,
     PermissionDenied,
     Unavailable,
@@ -102,6 +103,9 @@ class FakeStore:
     delays: dict[int, float] = field(default_factory=dict)
     gates: dict[int, asyncio.Event] = field(default_factory=dict)
     caps: list[bytes | None] = field(default_factory=list)
+    cold: set[int] = field(default_factory=set)
+    """Blocks "not cached": an open with ``cached_only`` is refused, any other "fetches" them."""
+    fetched: list[int] = field(default_factory=list)
     open_leases: int = 0
     opening: int = 0
     max_opening: int = 0
@@ -130,6 +134,11 @@ class FakeStore:
         n = int(request.block_id, 16)
         if n not in self.blocks or request.key.index != n:
             raise NotFound(f"no block {request.block_id}")
+        if n in self.cold:
+            if request.cached_only:
+                raise NotCached(f"block {request.block_id} is not cached")
+            self.cold.discard(n)
+            self.fetched.append(n)
         self.opening += 1
         self.max_opening = max(self.max_opening, self.opening)
         try:
@@ -736,6 +745,89 @@ def test_open_passes_file_blocks_only_over_unix(loop_name: str, short_tmp: Path)
     run(loop_name, body())
 
 
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_open_answers_settle_one_by_one_and_callers_do_not_wait_for_each_other(
+    loop_name: str, short_tmp: Path
+) -> None:
+    from cachecluster.client.short_circuit import FdChannel
+
+    async def body() -> None:
+        async with serving(short_tmp) as (server, store):
+            assert server.unix_path is not None
+            store.gates[3] = asyncio.Event()
+            fds_before = _open_fds()
+            channel = await FdChannel.connect(server.unix_path)
+            try:
+                asked = [(block_id(1), key(1)), (block_id(3), key(3))]
+                first, gated = await channel.ask(asked, None)
+                grant, fd = await asyncio.wait_for(first, 5)  # before the gated one is answered
+                assert fd is not None
+                assert os.pread(fd, grant.length, grant.offset) == store.blocks[1]
+                os.close(fd)
+                assert not gated.done()
+                # Another caller's request goes out at once (behind the gated one on the wire).
+                other = asyncio.ensure_future(channel.open(block_id(5), key(5), None))
+                await asyncio.sleep(0.05)
+                assert not other.done() and store.caps.count(None) == 3
+                gated.cancel()  # its caller gives up: the descriptor is closed when it comes
+                store.gates[3].set()
+                grant, fd = await asyncio.wait_for(other, 5)
+                assert fd is not None
+                assert os.pread(fd, grant.length, grant.offset) == store.blocks[5]
+                os.close(fd)
+                answers = await channel.open_many([(block_id(n), key(n)) for n in range(7)], None)
+                for n, answer in enumerate(answers):
+                    assert isinstance(answer, tuple)
+                    grant, fd = answer
+                    if n % 2:
+                        assert fd is not None
+                        assert os.pread(fd, grant.length, grant.offset) == store.blocks[n]
+                        os.close(fd)
+                    else:
+                        assert fd is None and grant.length == len(store.blocks[n])
+                assert not channel.closed
+            finally:
+                channel.close()
+            await asyncio.sleep(0.05)
+            assert _open_fds() == fds_before  # the cancelled answer's descriptor too
+            assert store.open_leases == 0
+
+    run(loop_name, body())
+
+
+def test_open_of_cached_blocks_only_answers_miss_without_fetching(
+    loop_name: str, short_tmp: Path
+) -> None:
+    from cachecluster.client.short_circuit import FdChannel
+
+    async def body() -> None:
+        async with serving(short_tmp) as (server, store):
+            assert server.unix_path is not None
+            store.cold = {1, 2}
+            channel = await FdChannel.connect(server.unix_path)
+            try:
+                answers = await channel.open_many(
+                    [(block_id(n), key(n)) for n in (1, 2, 3)], None, cached_only=True
+                )
+                (miss1, _), (miss2, _), (held, fd) = answers  # type: ignore[misc]
+                assert miss1.missing and not miss1.passed and miss2.missing
+                assert held.passed and not held.missing and fd is not None
+                os.close(fd)
+                assert store.fetched == [] and store.cold == {1, 2}
+                assert server.stats.errors == 0  # a miss is an answer, not an error
+                grant, fd = await channel.open(block_id(1), key(1), None)  # fetches it
+                assert grant.passed and not grant.missing and fd is not None
+                os.close(fd)
+                assert store.fetched == [1]
+            finally:
+                channel.close()
+
+    run(loop_name, body())
+
+
 def test_open_request_round_trips() -> None:
     request = frames.OpenRequest(9, block_id(5), key(5), b"cap")
     encoded = frames.encode_request(request)
@@ -746,3 +838,9 @@ def test_open_request_round_trips() -> None:
     assert frames.decode_grant(frames.encode_grant(9, 77)[8:], 0) == frames.FdGrant(9, False, 0, 77)
     error = frames.decode_grant(frames.encode_error(9, ErrorKind.NOT_FOUND, "gone")[8:], 0)
     assert isinstance(error, frames.Response) and not error.ok
+    cached = frames.OpenRequest(10, block_id(5), key(5), None, cached_only=True)
+    encoded = frames.encode_request(cached)
+    assert frames.decode_request(encoded[8:], 0) == cached
+    assert b"cached" not in frames.encode_request(request)  # absent unless asked: old workers
+    miss = frames.decode_grant(frames.encode_miss(10)[8:], 0)
+    assert miss == frames.FdGrant(10, False, 0, 0, missing=True)

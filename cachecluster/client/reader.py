@@ -312,16 +312,20 @@ class BlockFetcher:
         self.stats.bytes_read += length
         return view
 
-    async def prefetch_local(self, info: FileInfo, indexes: range) -> None:
+    async def prefetch_local(self, info: FileInfo, indexes: range, *, fetch: bool = True) -> None:
         """Ask the same-host owners of blocks ``indexes`` for their files, a batch per worker.
 
         One round trip per worker (see :meth:`ShortCircuitReads.prefetch`);
-        blocks held already are skipped. Nothing is raised: a block that could
-        not be had is asked for (or read) again when it is read.
+        blocks held already are skipped. With ``fetch`` False only blocks the
+        owners hold are asked for: a cold block is left for its reader. Nothing
+        is raised: a block that could not be had is asked for (or read) again
+        when it is read.
         """
-        await self.prefetch_blocks([(info, index) for index in indexes])
+        await self.prefetch_blocks([(info, index) for index in indexes], fetch=fetch)
 
-    async def prefetch_blocks(self, blocks: list[tuple[FileInfo, int]]) -> None:
+    async def prefetch_blocks(
+        self, blocks: list[tuple[FileInfo, int]], *, fetch: bool = True
+    ) -> None:
         """:meth:`prefetch_local` for blocks of several files of one dataset."""
         local = self.local
         if local is None or not blocks:
@@ -344,7 +348,10 @@ class BlockFetcher:
             dataset = dataset_of(blocks[0][0].path)
             cap = None if self.capabilities is None else await self.capabilities.get(dataset)
             await asyncio.gather(
-                *(local.prefetch(owner.address, items, cap) for owner, items in groups.values())
+                *(
+                    local.prefetch(owner.address, items, cap, fetch=fetch)
+                    for owner, items in groups.values()
+                )
             )
         except (CacheClusterError, OSError) as exc:
             where = blocks[0][0].path
@@ -676,19 +683,27 @@ class FileReader:
         """Ask (in the background, on the loop) for the files of the blocks from ``index`` on.
 
         A batch of :data:`LOCAL_BATCH_BLOCKS`, so that a reader about to read
-        there finds them held; ``_asking_ahead`` is set by the caller and
-        cleared when the batch is answered.
+        there finds them held. Only the first ``readahead_blocks`` are
+        fetched by their owners if cold (the read-ahead of a cold file; the
+        owners fetch the rest of a placement group with them); the others
+        only if held already, so that a cold file is not fetched 64 blocks
+        at once. ``_asking_ahead`` is set by the caller and cleared when the
+        batch is answered.
         """
 
         async def ask() -> None:
             try:
-                await self.fetcher.prefetch_local(self.info, indexes)
+                await asyncio.gather(
+                    self.fetcher.prefetch_local(self.info, indexes[:near]),
+                    self.fetcher.prefetch_local(self.info, indexes[near:], fetch=False),
+                )
             finally:
                 self._asking_ahead = False
 
         indexes = range(
             index, min(block_count(self.size, self.block_size), index + LOCAL_BATCH_BLOCKS)
         )
+        near = self.readahead_blocks
         if self._closed or not indexes:
             self._asking_ahead = False
             return

@@ -39,6 +39,7 @@ from __future__ import annotations
 import array
 import asyncio
 import collections
+import enum
 import errno
 import functools
 import itertools
@@ -52,6 +53,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from cachecluster.client.data_conn import DEFAULT_CONNECT_TIMEOUT, WorkerAddress
 from cachecluster.common import frames
@@ -74,6 +76,7 @@ RETRY_AFTER_S = 5.0
 """Seconds a worker whose socket failed is read over the data protocol only."""
 _MAX_FDS = 4  # room for more than the one fd an answer carries: extra ones are closed
 _CLOEXEC = getattr(socket, "MSG_CMSG_CLOEXEC", 0)
+_INBOX_SIZE = frames.PREFIX_SIZE + frames.MAX_HEADER  # a whole answer always fits
 
 
 class LocalBlock:
@@ -211,16 +214,6 @@ class LocalBlock:
             self._mapping = None  # unmapped once the last view of it is gone
 
 
-async def _one_of(
-    batch: asyncio.Future[list[LocalBlock | CacheClusterError | None]], index: int
-) -> LocalBlock | None:
-    """Entry ``index`` of a batch's answer (raised when it is an error)."""
-    answer = (await asyncio.shield(batch))[index]
-    if isinstance(answer, CacheClusterError):
-        raise answer
-    return answer
-
-
 def _pread_into(fd: int, view: memoryview, offset: int) -> int:
     done = 0
     while done < len(view):
@@ -239,11 +232,26 @@ def max_blocks_for_fd_limit(wanted: int = DEFAULT_MAX_BLOCKS) -> int:
     return max(16, min(wanted, soft // 8))
 
 
-class FdChannel:
-    """One Unix connection to a worker's data server for ``open`` requests, one at a time.
+class _Sent:
+    """One ``open`` sent on a channel: its id and the future its answer settles."""
 
-    Between requests it watches its socket: the worker closing it (it exited
-    or was killed) closes the channel and calls ``on_lost``.
+    __slots__ = ("future", "request_id")
+
+    def __init__(self, request_id: int, future: asyncio.Future[tuple[FdGrant, int | None]]) -> None:
+        self.request_id = request_id
+        self.future = future
+
+
+class FdChannel:
+    """One Unix connection to a worker's data server for ``open`` requests, pipelined.
+
+    Any number of callers send their requests at once; one reader task takes
+    the answers in order (the worker answers in request order), with the
+    descriptors that came along, and settles each caller's own request as
+    soon as its answer is in: a batch does not wait for its slowest key, and
+    nobody waits for another caller's batch. With nothing asked, a readable
+    socket means the worker closed it (it exited or was killed): the channel
+    closes and calls ``on_lost``.
     """
 
     def __init__(
@@ -254,14 +262,15 @@ class FdChannel:
         self.on_lost = on_lost
         self._sock = sock
         self._loop = asyncio.get_running_loop()
-        self._lock = asyncio.Lock()
+        self._send_lock = asyncio.Lock()
         self._ids = itertools.count(1)
-        self._prefix = bytearray(frames.PREFIX_SIZE)
-        self._header = bytearray(frames.MAX_HEADER)
+        self._asked: collections.deque[_Sent] = collections.deque()
+        self._inbox = bytearray(_INBOX_SIZE)
+        self._have = 0  # bytes of the inbox received and not yet taken as answers
+        self._fds: collections.deque[int] = collections.deque()  # passed, not yet matched
         self._closed = False
-        self._watching = False
-        self._waiter: asyncio.Future[None] | None = None  # a request's wait for the socket
-        self._watch()
+        self._waiter: asyncio.Future[None] | None = None  # the reader's wait for the socket
+        self._reader = self._loop.create_task(self._read_loop())
 
     @classmethod
     async def connect(
@@ -287,102 +296,159 @@ class FdChannel:
         return self._closed
 
     async def open(
-        self, block_id: str, key: BlockRef, cap: bytes | None
+        self, block_id: str, key: BlockRef, cap: bytes | None, *, cached_only: bool = False
     ) -> tuple[FdGrant, int | None]:
         """Ask for a block's file: the grant and its descriptor (None for a memory-only block).
 
         Raises the error the worker answered, or :class:`Unavailable` when the
         channel breaks (it is closed then; so it is when a call is cancelled
-        mid-exchange).
+        mid-send).
         """
-        (answer,) = await self.open_many([(block_id, key)], cap)
-        if isinstance(answer, CacheClusterError):
-            raise answer
-        return answer
+        (future,) = await self.ask([(block_id, key)], cap, cached_only=cached_only)
+        return await _own_answer(future)
 
     async def open_many(
-        self, blocks: list[tuple[str, BlockRef]], cap: bytes | None
+        self, blocks: list[tuple[str, BlockRef]], cap: bytes | None, *, cached_only: bool = False
     ) -> list[tuple[FdGrant, int | None] | CacheClusterError]:
         """Ask for many blocks' files in one round trip: all requests out, then the answers.
 
         The worker checks and answers each request as it would a single
         ``open`` (in request order, each descriptor on its own answer), so a
         refused key or an older worker's "unknown op" is that key's error in
-        the list. Raises :class:`Unavailable` when the channel breaks (it is
-        closed then; the descriptors already received are closed too).
+        the list. Raises :class:`Unavailable` when the channel breaks (the
+        descriptors already received are closed then).
         """
-        async with self._lock:
+        futures = await self.ask(blocks, cap, cached_only=cached_only)
+        answers: list[tuple[FdGrant, int | None] | CacheClusterError] = []
+        try:
+            for future in futures:
+                try:
+                    answers.append(await _own_answer(future))
+                except Unavailable:
+                    raise
+                except CacheClusterError as exc:
+                    answers.append(exc)  # the worker's answer for this key
+        except BaseException:
+            for future in futures:
+                future.cancel()  # an answer still to come: its descriptor is closed on arrival
+            _close_answers(answers)
+            raise
+        return answers
+
+    async def ask(
+        self, blocks: list[tuple[str, BlockRef]], cap: bytes | None, *, cached_only: bool = False
+    ) -> list[asyncio.Future[tuple[FdGrant, int | None]]]:
+        """Send an ``open`` for each block; one future a block, settled when its answer is in.
+
+        A future ends with the grant and descriptor, the error the worker
+        answered for that key, or :class:`Unavailable` when the channel
+        breaks. A future cancelled before its answer arrives has the
+        descriptor that came with it closed. Raises :class:`Unavailable`
+        when the channel is closed or the send fails.
+        """
+        futures: list[asyncio.Future[tuple[FdGrant, int | None]]] = []
+        async with self._send_lock:
             if self._closed:
                 raise Unavailable(f"fd channel to unix:{self.path} is closed")
-            ids = [next(self._ids) for _ in blocks]
-            frame = b"".join(
-                frames.encode_request(OpenRequest(request_id, block_id, key, cap))
-                for request_id, (block_id, key) in zip(ids, blocks, strict=True)
-            )
-            answers: list[tuple[FdGrant, int | None] | CacheClusterError] = []
-            self._unwatch()
+            requests: list[bytes] = []
+            for block_id, key in blocks:
+                request_id = next(self._ids)
+                requests.append(
+                    frames.encode_request(
+                        OpenRequest(request_id, block_id, key, cap, cached_only=cached_only)
+                    )
+                )
+                future: asyncio.Future[tuple[FdGrant, int | None]] = self._loop.create_future()
+                self._asked.append(_Sent(request_id, future))
+                futures.append(future)
             try:
-                await self._loop.sock_sendall(self._sock, frame)
-                for request_id in ids:
-                    try:
-                        answers.append(await self._answer(request_id))
-                    except CacheClusterError as exc:
-                        if isinstance(exc, FrameError):
-                            raise
-                        answers.append(exc)  # the worker's answer: the stream is in step
-                self._watch()
-                return answers
-            except BaseException as exc:
-                for answer in answers:
-                    if isinstance(answer, tuple) and answer[1] is not None:
-                        os.close(answer[1])
-                self.close()  # out of step (or cancelled mid-exchange)
-                if isinstance(exc, (FrameError, OSError)):
+                await self._loop.sock_sendall(self._sock, b"".join(requests))
+            except BaseException as exc:  # a part may be out: the stream is out of step
+                self._fail(f"sending failed: {exc!r}")
+                if isinstance(exc, OSError):
                     raise Unavailable(f"fd channel to unix:{self.path} broken: {exc}") from exc
                 raise
+        return futures
 
-    async def _answer(self, request_id: int) -> tuple[FdGrant, int | None]:
-        fds: list[int] = []
-        try:
-            prefix = memoryview(self._prefix)
-            await self._receive(prefix, fds)
-            header_length, payload_length = frames.decode_prefix(prefix, 0)
-            header = memoryview(self._header)[:header_length]
-            await self._receive(header, fds)
-            answer = frames.decode_grant(header, payload_length)
-            if answer.request_id != request_id:
-                raise FrameError(f"answer {answer.request_id} where {request_id} was due")
-            if isinstance(answer, frames.Response):
-                raise answer.error(f"unix:{self.path}")
-            if answer.passed != bool(fds) or len(fds) > 1:
-                raise FrameError(f"{len(fds)} descriptors with an answer of fd={answer.passed}")
-            return answer, (fds.pop() if fds else None)
-        finally:
-            for fd in fds:
-                os.close(fd)
+    # ------------------------------------------------------------ the reader
 
-    async def _receive(self, view: memoryview, fds: list[int]) -> None:
-        """Fill ``view`` from the socket, collecting any descriptors that come along."""
-        got = 0
+    async def _read_loop(self) -> None:
+        """Take answers off the socket as they come, until the channel closes."""
         ancillary = socket.CMSG_SPACE(_MAX_FDS * array.array("i").itemsize)
-        while got < len(view):
-            try:
-                n, cmsgs, flags, _ = self._sock.recvmsg_into([view[got:]], ancillary, _CLOEXEC)
-            except BlockingIOError:
-                await self._readable()
-                continue
-            except InterruptedError:
-                continue
-            for level, kind, data in cmsgs:
-                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                    passed = array.array("i")
-                    passed.frombytes(data[: len(data) - len(data) % passed.itemsize])
-                    fds.extend(passed)
-            if flags & socket.MSG_CTRUNC:
-                raise FrameError("descriptors were cut off (more than expected)")
-            if n == 0:
-                raise ConnectionResetError("closed by the worker")
-            got += n
+        try:
+            while not self._closed:
+                try:
+                    n, cmsgs, flags, _ = self._sock.recvmsg_into(
+                        [memoryview(self._inbox)[self._have :]], ancillary, _CLOEXEC
+                    )
+                except (BlockingIOError, InterruptedError):
+                    await self._readable()
+                    continue
+                for level, kind, data in cmsgs:
+                    if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                        passed = array.array("i")
+                        passed.frombytes(data[: len(data) - len(data) % passed.itemsize])
+                        self._fds.extend(passed)
+                if flags & socket.MSG_CTRUNC:
+                    raise FrameError("descriptors were cut off (more than expected)")
+                if n == 0:
+                    raise ConnectionResetError("closed by the worker")
+                self._have += n
+                self._take_answers()
+        except asyncio.CancelledError:
+            self._fail("closed")
+            raise
+        except (OSError, FrameError) as exc:
+            if self._closed:
+                return
+            reason = str(exc) if isinstance(exc, FrameError) else "closed by the worker"
+            lost = not self._asked  # nothing was asked: the worker went away
+            self._fail(reason)
+            log.info("fd channel to unix:%s %s", self.path, reason)
+            if lost and self.on_lost is not None:
+                self.on_lost(self.path)
+
+    def _take_answers(self) -> None:
+        """Settle the requests whose answers are whole in the inbox; keep the rest."""
+        view = memoryview(self._inbox)
+        start = 0
+        try:
+            while self._have - start >= frames.PREFIX_SIZE:
+                header_length, payload_length = frames.decode_prefix(
+                    view[start : start + frames.PREFIX_SIZE], 0
+                )
+                end = start + frames.PREFIX_SIZE + header_length
+                if end > self._have:
+                    break
+                answer = frames.decode_grant(view[start + frames.PREFIX_SIZE : end], payload_length)
+                start = end
+                self._settle(answer)
+        finally:
+            if start:
+                view[: self._have - start] = view[start : self._have]
+                self._have -= start
+            del view
+
+    def _settle(self, answer: FdGrant | frames.Response) -> None:
+        if not self._asked:
+            raise FrameError("sent bytes nobody asked for")
+        asked = self._asked.popleft()
+        if answer.request_id != asked.request_id:
+            raise FrameError(f"answer {answer.request_id} where {asked.request_id} was due")
+        fd: int | None = None
+        if isinstance(answer, FdGrant) and answer.passed:
+            if not self._fds:
+                raise FrameError("an answer with fd=1 came without a descriptor")
+            fd = self._fds.popleft()
+        elif self._fds and not self._asked:
+            raise FrameError(f"{len(self._fds)} descriptors came with no answer for them")
+        if asked.future.done():  # its caller gave up
+            if fd is not None:
+                os.close(fd)
+        elif isinstance(answer, frames.Response):
+            asked.future.set_exception(answer.error(f"unix:{self.path}"))
+        else:
+            asked.future.set_result((answer, fd))
 
     async def _readable(self) -> None:
         waiter: asyncio.Future[None] = self._loop.create_future()
@@ -391,60 +457,86 @@ class FdChannel:
             if not waiter.done():
                 waiter.set_result(None)
 
-        if self._closed:
-            raise ConnectionResetError("the channel was closed")
         self._waiter = waiter
         self._loop.add_reader(self._sock, wake)
         try:
             await waiter
         finally:
             self._waiter = None
-            if not self._closed:  # close() took the reader off already (the socket is gone)
+            if not self._closed:  # _fail took the reader off already (the socket is gone)
                 self._loop.remove_reader(self._sock)
-
-    def _watch(self) -> None:
-        if not self._closed and not self._watching:
-            self._loop.add_reader(self._sock, self._idle_readable)
-            self._watching = True
-
-    def _unwatch(self) -> None:
-        if self._watching:
-            self._loop.remove_reader(self._sock)
-            self._watching = False
 
     def alive(self) -> bool:
         """Whether the worker still holds its end (one non-blocking peek; no wait)."""
         if self._closed:
             return False
-        if self._watching:  # between requests: nothing may be readable
-            self._idle_readable()
+        if not self._asked:  # nothing asked: nothing may be readable
+            try:
+                data = self._sock.recv(1, socket.MSG_PEEK)
+            except (BlockingIOError, InterruptedError):
+                return True
+            except OSError:
+                data = b""
+            reason = "closed by the worker" if not data else "sent bytes nobody asked for"
+            log.info("fd channel to unix:%s %s", self.path, reason)
+            self._fail(reason)
+            if self.on_lost is not None:
+                self.on_lost(self.path)
         return not self._closed
 
-    def _idle_readable(self) -> None:
-        """Readable with no request out: the worker closed its end (or broke the protocol)."""
-        try:
-            data = self._sock.recv(1, socket.MSG_PEEK)
-        except (BlockingIOError, InterruptedError):
+    def _fail(self, reason: str) -> None:
+        """Close the channel: every request still waiting ends with :class:`Unavailable`."""
+        if self._closed:
             return
-        except OSError:
-            data = b""
-        reason = "closed by the worker" if not data else "sent bytes nobody asked for"
-        log.info("fd channel to unix:%s %s", self.path, reason)
-        self.close()
-        if self.on_lost is not None:
-            self.on_lost(self.path)
+        self._closed = True
+        waiter = self._waiter
+        if waiter is not None:  # the reader waits for the socket: it ends now
+            self._loop.remove_reader(self._sock)
+            if not waiter.done():
+                waiter.set_exception(ConnectionResetError("the channel was closed"))
+        if self._reader is not asyncio.current_task() and not self._reader.done():
+            self._reader.cancel()
+        error = Unavailable(f"fd channel to unix:{self.path} broken: {reason}")
+        while self._asked:
+            future = self._asked.popleft().future
+            if not future.done():
+                future.set_exception(error)
+                future.exception()  # retrieved: a caller that gave up is no error to log
+        while self._fds:
+            os.close(self._fds.popleft())
+        self._sock.close()
 
     def close(self) -> None:
-        """Close the socket; later calls raise :class:`Unavailable`."""
-        if not self._closed:
-            self._unwatch()
-            self._closed = True
-            waiter = self._waiter
-            if waiter is not None:  # a request waits for its answer: it ends now
-                self._loop.remove_reader(self._sock)
-                if not waiter.done():
-                    waiter.set_exception(ConnectionResetError("the channel was closed"))
-            self._sock.close()
+        """Close the socket; requests waiting and later calls raise :class:`Unavailable`."""
+        self._fail("closed")
+
+
+async def _own_answer(
+    future: asyncio.Future[tuple[FdGrant, int | None]],
+) -> tuple[FdGrant, int | None]:
+    """Await one request's answer; the caller cancelled, the descriptor is not lost."""
+    try:
+        return await future
+    except asyncio.CancelledError:
+        if future.done() and not future.cancelled() and future.exception() is None:
+            _close_answers([future.result()])
+        raise
+
+
+def _close_answers(answers: list[tuple[FdGrant, int | None] | CacheClusterError]) -> None:
+    for answer in answers:
+        if isinstance(answer, tuple) and answer[1] is not None:
+            os.close(answer[1])
+
+
+class _Miss(enum.Enum):
+    """An ``open`` with ``cached`` found the block not cached: nothing was fetched."""
+
+    MISS = 0
+
+
+_Got = LocalBlock | None | Literal[_Miss.MISS]
+"""What asking a worker for a block's file got (see :meth:`ShortCircuitReads._answered`)."""
 
 
 @dataclass
@@ -480,7 +572,7 @@ class ShortCircuitReads:
         self.connect_timeout = connect_timeout
         self.stats = ShortCircuitStats()
         self._blocks: collections.OrderedDict[str, LocalBlock] = collections.OrderedDict()
-        self._flights: dict[str, asyncio.Task[LocalBlock | None]] = {}
+        self._flights: dict[str, asyncio.Task[_Got]] = {}
         self._channels: dict[str, FdChannel] = {}
         self._channel_locks: dict[str, asyncio.Lock] = {}
         self._off_until: dict[str, float] = {}
@@ -508,14 +600,17 @@ class ShortCircuitReads:
                 # Expired: ask again; the same file keeps this block and its mapping.
             else:
                 self._forget(block_id)
-        if not self.usable(address):
-            return None
-        flight = self._flights.get(block_id)
-        if flight is None:
-            flight = asyncio.ensure_future(self._ask(address, block_id, key, cap))
-            self._flights[block_id] = flight
-            flight.add_done_callback(lambda done: self._flight_done(block_id, done))
-        return await asyncio.shield(flight)
+        for _ in range(2):  # a prefetch's "not cached" answer: ask once more, to fetch it
+            if not self.usable(address):
+                return None
+            flight = self._flights.get(block_id)
+            if flight is None:
+                flight = asyncio.ensure_future(self._ask(address, block_id, key, cap))
+                self._track(block_id, flight)
+            got = await asyncio.shield(flight)
+            if got is not _Miss.MISS:
+                return got
+        return None
 
     def held(self, block_id: str, *, stale: float = 0.0) -> LocalBlock | None:
         """The block's file if held and fresh, else None; safe on any thread (no loop, no wait).
@@ -532,14 +627,22 @@ class ShortCircuitReads:
         return held
 
     async def prefetch(
-        self, address: WorkerAddress, blocks: list[tuple[str, BlockRef]], cap: bytes | None
+        self,
+        address: WorkerAddress,
+        blocks: list[tuple[str, BlockRef]],
+        cap: bytes | None,
+        *,
+        fetch: bool = True,
     ) -> None:
-        """Ask ``address`` for the files of ``blocks`` in one round trip (``open_many``).
+        """Ask ``address`` for the files of ``blocks`` in one round trip.
 
-        Blocks held and fresh, or asked for already, are skipped; at most a
-        quarter of :attr:`max_blocks` are asked for. :meth:`block` calls for
-        these blocks meanwhile wait for this answer. Errors stay with their
-        blocks (a later :meth:`block` asks again); nothing is raised.
+        With ``fetch`` False the ``open`` requests ask only for blocks cached
+        there (``cached``): a cold block is not fetched by this (its reader
+        asks for it, and the worker fetches it then). Blocks held and fresh, or asked for already,
+        are skipped; at most a quarter of :attr:`max_blocks` are asked for.
+        :meth:`block` calls for these blocks meanwhile wait for their own
+        answer (not the batch's). Errors stay with their blocks (a later
+        :meth:`block` asks again); nothing is raised.
         """
         if not self.usable(address):
             return
@@ -552,12 +655,13 @@ class ShortCircuitReads:
                 wanted[block_id] = key
         if not wanted:
             return
-        batch = asyncio.ensure_future(self._ask_many(address, list(wanted.items()), cap))
-        flights: list[asyncio.Task[LocalBlock | None]] = []
+        sent = asyncio.ensure_future(
+            self._send(address, list(wanted.items()), cap, cached=not fetch)
+        )
+        flights: list[asyncio.Task[_Got]] = []
         for index, block_id in enumerate(wanted):
-            flight = asyncio.ensure_future(_one_of(batch, index))
-            self._flights[block_id] = flight
-            flight.add_done_callback(functools.partial(self._flight_done, block_id))
+            flight = asyncio.ensure_future(self._answered(address, block_id, sent, index))
+            self._track(block_id, flight)
             flights.append(flight)
         await asyncio.gather(*flights, return_exceptions=True)
 
@@ -576,7 +680,12 @@ class ShortCircuitReads:
 
     # ------------------------------------------------------------ internals
 
-    def _flight_done(self, block_id: str, flight: asyncio.Task[LocalBlock | None]) -> None:
+    def _track(self, block_id: str, flight: asyncio.Task[_Got]) -> None:
+        """``flight`` asks for ``block_id``: later asks for it wait for this one."""
+        self._flights[block_id] = flight
+        flight.add_done_callback(functools.partial(self._flight_done, block_id))
+
+    def _flight_done(self, block_id: str, flight: asyncio.Task[_Got]) -> None:
         if self._flights.get(block_id) is flight:
             del self._flights[block_id]
         if not flight.cancelled():
@@ -596,42 +705,75 @@ class ShortCircuitReads:
     async def _ask(
         self, address: WorkerAddress, block_id: str, key: BlockRef, cap: bytes | None
     ) -> LocalBlock | None:
-        """One block's file by :meth:`_ask_many`; None: read it over the data protocol.
+        """One block's file (the worker fetches it if need be); None: use the data protocol.
 
         The worker's refusal is raised (and the block is no longer held).
         """
-        (answer,) = await self._ask_many(address, [(block_id, key)], cap)
-        if isinstance(answer, CacheClusterError):
-            raise answer
-        return answer
+        sent = asyncio.ensure_future(self._send(address, [(block_id, key)], cap, cached=False))
+        answer = await self._answered(address, block_id, sent, 0)
+        return None if answer is _Miss.MISS else answer
 
-    async def _ask_many(
-        self, address: WorkerAddress, blocks: list[tuple[str, BlockRef]], cap: bytes | None
-    ) -> list[LocalBlock | CacheClusterError | None]:
+    async def _send(
+        self,
+        address: WorkerAddress,
+        blocks: list[tuple[str, BlockRef]],
+        cap: bytes | None,
+        *,
+        cached: bool,
+    ) -> list[asyncio.Future[tuple[FdGrant, int | None]]] | None:
+        """Send ``open``s for ``blocks``: the futures of their answers; None: the socket failed."""
         path = address.unix_path
         assert path is not None
         try:
             channel = await self._channel(path)
-            answers = await channel.open_many(blocks, cap)
+            return await channel.ask(blocks, cap, cached_only=cached)
         except Unavailable as exc:
+            self._pause(path, exc)
+            return None
+
+    async def _answered(
+        self,
+        address: WorkerAddress,
+        block_id: str,
+        sent: asyncio.Future[list[asyncio.Future[tuple[FdGrant, int | None]]] | None],
+        index: int,
+    ) -> _Got:
+        """What request ``index`` of ``sent`` (for ``block_id``) got: the block held, or not.
+
+        None: read it over the data protocol (the socket failed, an older
+        worker, a memory-only block); :attr:`_Miss.MISS`: not cached there (an
+        ``open`` with ``cached``). The worker's refusal is raised, and the
+        block is no longer held.
+        """
+        path = address.unix_path
+        assert path is not None
+        futures = await asyncio.shield(sent)
+        if futures is None:
+            return None
+        try:
+            grant, fd = await _own_answer(futures[index])
+        except Unavailable as exc:
+            self._pause(path, exc)
+            return None
+        except InvalidArgument as exc:  # no ``open`` there: an older worker
+            if self._off_until.get(path) != math.inf:
+                log.info("worker unix:%s does not pass block files (%s)", path, exc)
+            self._off_until[path] = math.inf
+            self.stats.fallbacks += 1
+            return None
+        except CacheClusterError:
+            self._forget(block_id)  # refused now (or gone): no stale reads of it either
+            raise
+        if grant.missing:
+            return _Miss.MISS
+        return self._keep(path, block_id, grant, fd)
+
+    def _pause(self, path: str, exc: Unavailable) -> None:
+        """The socket to ``path`` failed: read over the data protocol for a while."""
+        if time.monotonic() >= self._off_until.get(path, 0.0):
             log.info("short-circuit reads from unix:%s paused: %s", path, exc)
             self._off_until[path] = time.monotonic() + RETRY_AFTER_S
-            self.stats.fallbacks += 1
-            return [None] * len(blocks)
-        results: list[LocalBlock | CacheClusterError | None] = []
-        for (block_id, _), answer in zip(blocks, answers, strict=True):
-            if isinstance(answer, InvalidArgument):  # no ``open`` there: an older worker
-                if self._off_until.get(path) != math.inf:
-                    log.info("worker unix:%s does not pass block files (%s)", path, answer)
-                self._off_until[path] = math.inf
-                self.stats.fallbacks += 1
-                results.append(None)
-            elif isinstance(answer, CacheClusterError):
-                self._forget(block_id)  # refused now (or gone): no stale reads of it either
-                results.append(answer)
-            else:
-                results.append(self._keep(path, block_id, *answer))
-        return results
+        self.stats.fallbacks += 1
 
     def _keep(self, path: str, block_id: str, grant: FdGrant, fd: int | None) -> LocalBlock | None:
         """Hold the file the worker at ``path`` passed for ``block_id`` (None: it passed none)."""

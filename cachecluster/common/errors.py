@@ -59,6 +59,10 @@ class NotFound(CacheClusterError, FileNotFoundError):
     kind = ErrorKind.NOT_FOUND
 
 
+class NotCached(NotFound):
+    """A block asked for only if cached (``open`` with ``cached``) is not held: nothing fetched."""
+
+
 class PermissionDenied(CacheClusterError, PermissionError):
     """The caller may not do this."""
 

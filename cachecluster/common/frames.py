@@ -11,7 +11,8 @@ Requests::
      "key": {"mount": str, "path": str, "version": str, "index": int},
      "off": int, "len": int, "cap": bytes | None}
     {"op": "ping", "id": 8}            # "id" optional, 0 when absent
-    {"op": "open", "id": 9, "block": "<32 hex>", "key": {...}, "cap": bytes | None}
+    {"op": "open", "id": 9, "block": "<32 hex>", "key": {...}, "cap": bytes | None,
+     "cached": bool}                   # "cached" optional, false when absent
 
 Responses, written in request order::
 
@@ -19,6 +20,7 @@ Responses, written in request order::
     {"id": 7, "ok": False, "kind": "<ErrorKind value>", "msg": "..."}
     {"id": 9, "ok": True, "len": 0, "fd": 1, "off": o, "size": n, "mem": bool}
     {"id": 9, "ok": True, "len": 0, "fd": 0, "size": n}
+    {"id": 9, "ok": True, "len": 0, "fd": 0, "size": 0, "miss": True}
 
 An ``open`` (short-circuit read, only over the worker's Unix socket) asks for
 the block file itself: the worker checks it exactly as for a ``read``, then
@@ -26,8 +28,13 @@ passes a read-only descriptor of the block file as ``SCM_RIGHTS`` ancillary
 data on the response frame's first byte (``"fd": 1``); the block's ``size``
 bytes start at ``off`` in that file, and ``mem`` says it lies on a memory
 tier (tmpfs). A block held only in memory has no file: ``"fd": 0`` and the
-reader asks for its bytes with ``read``. Old workers answer ``open`` with an
-``invalid`` error ("unknown op") and keep the connection.
+reader asks for its bytes with ``read``. An ``open`` with ``"cached": true``
+asks only for a block the worker holds already: a block it would have to
+fetch is answered ``"miss": true`` at once, and nothing is fetched (a reader
+asking ahead for a warm file's blocks must not make the worker fetch a cold
+file whole before answering). Old workers answer ``open`` with an
+``invalid`` error ("unknown op") and keep the connection; workers before
+``cached`` ignore it and fetch.
 
 A ``read`` asks for ``len`` bytes at ``off`` within one block; the worker
 answers with fewer when the block ends earlier (the last block of a file) and
@@ -111,6 +118,8 @@ class ReadRequest:
     offset: int
     length: int
     cap: bytes | None = None
+    cached_only: bool = False
+    """Only a block held already (never sent: set by the worker for an ``open`` with ``cached``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +137,8 @@ class OpenRequest:
     block_id: str
     key: BlockRef
     cap: bytes | None = None
+    cached_only: bool = False
+    """Only if the worker holds the block: else a ``miss`` answer, and nothing is fetched."""
 
 
 Request = ReadRequest | PingRequest | OpenRequest
@@ -155,7 +166,9 @@ class FdGrant:
     """A successful ``open`` response: ``length`` block bytes at ``offset`` of the passed fd.
 
     ``passed`` is False for a block held only in memory (no descriptor came:
-    read it with ``read``); ``memory`` is True for a block on a memory tier.
+    read it with ``read``); ``memory`` is True for a block on a memory tier;
+    ``missing`` answers an ``open`` asked with ``cached``: the worker does not
+    hold the block (nothing passed, nothing fetched).
     """
 
     request_id: int
@@ -163,6 +176,7 @@ class FdGrant:
     offset: int
     length: int
     memory: bool = False
+    missing: bool = False
 
 
 # ---------------------------------------------------------------- encoding
@@ -192,6 +206,8 @@ def encode_request(request: Request) -> bytes:
         "cap": request.cap,
     }
     if isinstance(request, OpenRequest):
+        if request.cached_only:
+            header["cached"] = True
         return _frame({"op": "open", **header})
     return _frame({"op": "read", **header, "off": request.offset, "len": request.length})
 
@@ -213,6 +229,11 @@ def encode_grant(
             "mem": memory,
         }
     )
+
+
+def encode_miss(request_id: int) -> bytes:
+    """The answer to an ``open`` with ``cached`` for a block the worker does not hold."""
+    return _frame({"id": request_id, "ok": True, "len": 0, "fd": 0, "size": 0, "miss": True})
 
 
 def encode_ok(request_id: int, length: int) -> bytes:
@@ -303,7 +324,10 @@ def decode_request_header(header: dict[str, Any], max_payload: int) -> Request:
     if cap is not None and not isinstance(cap, bytes):
         raise FrameError(f"'cap' must be bytes or nil, got {type(cap).__name__}")
     if op == "open":
-        return OpenRequest(request_id, block_id, key, cap)
+        cached = header.get("cached", False)
+        if type(cached) is not bool:
+            raise FrameError(f"'cached' must be true or false, got {cached!r}")
+        return OpenRequest(request_id, block_id, key, cap, cached)
     offset = _int(header, "off")
     length = _int(header, "len", 0, max_payload)
     return ReadRequest(request_id, block_id, key, offset, length, cap)
@@ -363,7 +387,10 @@ def decode_grant(
     passed = _int(header, "fd", 0, 1) == 1
     length = _int(header, "size")
     if not passed:
-        return FdGrant(response.request_id, False, 0, length)
+        missing = header.get("miss", False)
+        if type(missing) is not bool:
+            raise FrameError(f"'miss' must be true or false, got {missing!r}")
+        return FdGrant(response.request_id, False, 0, length, missing=missing)
     memory = header.get("mem", False)
     if type(memory) is not bool:
         raise FrameError(f"'mem' must be true or false, got {memory!r}")

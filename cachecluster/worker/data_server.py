@@ -36,7 +36,7 @@ from typing import Protocol
 
 from cachecluster.common import frames
 from cachecluster.common.error_map import kind_of
-from cachecluster.common.errors import ConfigError, ErrorKind, InvalidArgument
+from cachecluster.common.errors import ConfigError, ErrorKind, InvalidArgument, NotCached
 from cachecluster.common.frames import FrameError, OpenRequest, PingRequest, ReadRequest
 
 log = logging.getLogger("cachecluster.worker.data_server")
@@ -77,7 +77,9 @@ class BlockOpener(Protocol):
 
     Raises cachecluster errors (``NotFound``, ``PermissionDenied``,
     ``Unavailable``...) which reach the client as error responses. The worker
-    plugs its block store, UFS loader and capability check in here.
+    plugs its block store, UFS loader and capability check in here. A request
+    with ``cached_only`` for a block not held raises ``NotCached`` (answered
+    as a ``miss``) instead of fetching it.
     """
 
     async def open_block(self, request: ReadRequest) -> BlockLeaseLike: ...
@@ -348,7 +350,15 @@ class _Connection:
                 "only over the worker's Unix socket"
             )
         # The opener checks an open exactly as a read of the whole block.
-        read = ReadRequest(request.request_id, request.block_id, request.key, 0, 0, request.cap)
+        read = ReadRequest(
+            request.request_id,
+            request.block_id,
+            request.key,
+            0,
+            0,
+            request.cap,
+            cached_only=request.cached_only,
+        )
         return await self.server.opener.open_block(read)
 
     # ----------------------------------------------------------- responses
@@ -364,6 +374,9 @@ class _Connection:
                 except asyncio.CancelledError:
                     _close_result(item.future)  # it may have finished just before the cancel
                     raise
+                except NotCached:  # an ``open`` asked only for a block held already
+                    await self.loop.sock_sendall(self.sock, frames.encode_miss(item.request_id))
+                    continue
                 except Exception as exc:
                     await self._send_error(item.request_id, exc)
                     continue

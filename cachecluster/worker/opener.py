@@ -52,7 +52,13 @@ import grpc
 
 from cachecluster.common.auth import verify_capability
 from cachecluster.common.block_key import BlockKey, block_count, check_block_id, group_blocks
-from cachecluster.common.errors import CacheClusterError, InvalidArgument, NotFound, Unavailable
+from cachecluster.common.errors import (
+    CacheClusterError,
+    InvalidArgument,
+    NotCached,
+    NotFound,
+    Unavailable,
+)
 from cachecluster.common.frames import ReadRequest
 from cachecluster.common.grpc_auth import auth_interceptors, system_token_source
 from cachecluster.common.grpc_errors import error_from_rpc_error
@@ -133,13 +139,18 @@ class UfsBlockOpener:
         self._tasks: set[asyncio.Future[Any]] = set()
 
     async def open_block(self, request: ReadRequest) -> BlockLease:
-        """The data server's entry point: a lease on the requested block (see the module doc)."""
+        """The data server's entry point: a lease on the requested block (see the module doc).
+
+        With ``request.cached_only`` a block not held raises ``NotCached``: nothing is fetched.
+        """
         ref = request.key
         key = checked_key(request.block_id, ref.mount, ref.path, ref.version, ref.index)
         if self._secret is not None:  # the key is checked, so its path is normalised
             verify_capability(self._secret, request.cap).check(key.mount_id, key.path)
         if self.store.contains(request.block_id):
             self.misses.passed(key, time.monotonic())
+        elif request.cached_only:
+            raise NotCached(f"block {request.block_id} is not cached here")
         else:
             place = await self._run_place(key)
             if place is not None:
