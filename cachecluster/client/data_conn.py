@@ -155,8 +155,12 @@ class DataConnection:
         buf: memoryview | bytearray,
         *,
         cap: bytes | None = None,
+        ahead: int = 0,
     ) -> int:
         """Read up to ``length`` bytes at ``offset`` of a block into the start of ``buf``.
+
+        ``ahead``: a sequential reader's hint, the blocks it reads right after
+        this one (the worker then fetches them with this one on a miss).
 
         Returns how many bytes arrived: fewer than ``length`` only where the
         block ends. Raises the error the worker reported (``NotFound``,
@@ -176,7 +180,7 @@ class DataConnection:
             raise InvalidArgument(f"offset {offset} is negative")
         request_id = next(self._ids)
         frame = frames.encode_request(
-            ReadRequest(request_id, block_id, key, offset, length, cap),
+            ReadRequest(request_id, block_id, key, offset, length, cap, ahead=ahead),
         )
         return await self._call(request_id, frame, view[:length])
 

@@ -157,12 +157,22 @@ class BlockFetcher:
             self._loop = None
 
     async def read(
-        self, info: FileInfo, block_size: int, index: int, start: int, view: memoryview
+        self,
+        info: FileInfo,
+        block_size: int,
+        index: int,
+        start: int,
+        view: memoryview,
+        *,
+        sequential: bool = False,
     ) -> int:
         """Fill ``view`` with the bytes at ``start`` of block ``index`` of ``info``.
 
         ``view`` must not reach past the block or the file. Returns ``len(view)``.
+        ``sequential``: the reader goes on to the blocks after this one (a hint
+        that makes a worker fetch them with this one on a miss).
         """
+        file_blocks = block_count(info.size, block_size) if sequential else 0
         expected = len(view)
         if expected == 0:
             return 0
@@ -185,6 +195,7 @@ class BlockFetcher:
                             start,
                             view,
                             dataset_of(info.path),
+                            file_blocks,
                         )
                 except VersionChanged:
                     raise
@@ -228,8 +239,10 @@ class BlockFetcher:
         start: int,
         view: memoryview,
         dataset: str,
+        file_blocks: int = 0,
     ) -> int:
-        block = await self._local_block(candidate, block_id, ref, dataset)
+        block = await self._local_block(candidate, block_id, ref, dataset, file_blocks)
+        ahead = max(0, file_blocks - 1 - ref.index)
         if block is not None:
             return await block.read_into(start, view)
         try:
@@ -240,42 +253,55 @@ class BlockFetcher:
         cap = None if self.capabilities is None else await self.capabilities.get(dataset)
         try:
             try:
-                return await conn.read_block(block_id, ref, start, len(view), view, cap=cap)
+                return await conn.read_block(
+                    block_id, ref, start, len(view), view, cap=cap, ahead=ahead
+                )
             except PermissionDenied:
                 if self.capabilities is None:
                     raise
                 # Expired or outdated (a mount changed): ask once for a new one.
                 self.capabilities.drop(dataset, cap)
                 cap = await self.capabilities.get(dataset)
-                return await conn.read_block(block_id, ref, start, len(view), view, cap=cap)
+                return await conn.read_block(
+                    block_id, ref, start, len(view), view, cap=cap, ahead=ahead
+                )
         except Unavailable:
             if conn.closed:  # the connection died, not just an error answer
                 self.placement.mark_suspect(candidate.worker_id)
             raise
 
     async def _local_block(
-        self, candidate: Candidate, block_id: str, ref: BlockRef, dataset: str
+        self,
+        candidate: Candidate,
+        block_id: str,
+        ref: BlockRef,
+        dataset: str,
+        file_blocks: int = 0,
     ) -> LocalBlock | None:
         """The block file of a same-host worker, or None (read over the data protocol)."""
         local = self.local
         if local is None or not local.usable(candidate.address):
             return None
+        address = candidate.address
         cap = None if self.capabilities is None else await self.capabilities.get(dataset)
         try:
-            return await local.block(candidate.address, block_id, ref, cap)
+            return await local.block(address, block_id, ref, cap, file_blocks=file_blocks)
         except PermissionDenied:
             if self.capabilities is None:
                 raise
             self.capabilities.drop(dataset, cap)
             cap = await self.capabilities.get(dataset)
-            return await local.block(candidate.address, block_id, ref, cap)
+            return await local.block(address, block_id, ref, cap, file_blocks=file_blocks)
 
-    async def local_block(self, info: FileInfo, index: int) -> LocalBlock | None:
+    async def local_block(
+        self, info: FileInfo, index: int, *, file_blocks: int = 0
+    ) -> LocalBlock | None:
         """The file of block ``index`` as its owner on this host passed it, or None.
 
         None when the owner is not on this host, the file is small
         (:data:`MIN_LOCAL_FILE_SIZE`), or anything fails: then :meth:`read`
         it (which has the fallbacks). Only ``VersionChanged`` is raised.
+        ``file_blocks``: a sequential reader's hint (the file's block count).
         """
         if self.local is None or info.size < MIN_LOCAL_FILE_SIZE:
             return None
@@ -286,7 +312,9 @@ class BlockFetcher:
             candidates = await self.placement.candidates(key)
             if not candidates:
                 return None
-            return await self._local_block(candidates[0], block_id, ref, dataset_of(info.path))
+            return await self._local_block(
+                candidates[0], block_id, ref, dataset_of(info.path), file_blocks
+            )
         except VersionChanged:
             raise
         except (CacheClusterError, OSError) as exc:
@@ -312,21 +340,25 @@ class BlockFetcher:
         self.stats.bytes_read += length
         return view
 
-    async def prefetch_local(self, info: FileInfo, indexes: range, *, fetch: bool = True) -> None:
+    async def prefetch_local(
+        self, info: FileInfo, indexes: range, *, fetch: bool = True, file_blocks: int = 0
+    ) -> None:
         """Ask the same-host owners of blocks ``indexes`` for their files, a batch per worker.
 
         One round trip per worker (see :meth:`ShortCircuitReads.prefetch`);
         blocks held already are skipped. With ``fetch`` False only blocks the
-        owners hold are asked for: a cold block is left for its reader. Nothing
-        is raised: a block that could not be had is asked for (or read) again
-        when it is read.
+        owners hold are asked for: a cold block is left for its reader.
+        ``file_blocks``: a sequential reader's hint (the file's block count).
+        Nothing is raised: a block that could not be had is asked for (or
+        read) again when it is read.
         """
-        await self.prefetch_blocks([(info, index) for index in indexes], fetch=fetch)
+        blocks = [(info, index) for index in indexes]
+        await self.prefetch_blocks(blocks, fetch=fetch, file_blocks=file_blocks)
 
     async def prefetch_blocks(
-        self, blocks: list[tuple[FileInfo, int]], *, fetch: bool = True
+        self, blocks: list[tuple[FileInfo, int]], *, fetch: bool = True, file_blocks: int = 0
     ) -> None:
-        """:meth:`prefetch_local` for blocks of several files of one dataset."""
+        """:meth:`prefetch_local` for blocks of several files of one dataset (no hint then)."""
         local = self.local
         if local is None or not blocks:
             return
@@ -349,7 +381,7 @@ class BlockFetcher:
             cap = None if self.capabilities is None else await self.capabilities.get(dataset)
             await asyncio.gather(
                 *(
-                    local.prefetch(owner.address, items, cap, fetch=fetch)
+                    local.prefetch(owner.address, items, cap, fetch=fetch, file_blocks=file_blocks)
                     for owner, items in groups.values()
                 )
             )
@@ -487,6 +519,7 @@ class FileReader:
         self.buffers = buffers if buffers is not None else BufferPool()
         self._position = 0
         self._expected = 0  # where a sequential read would start next
+        self._sequential = True  # the last read started where the one before ended
         self._window: dict[int, _Prefetch] = {}
         self._mapped_ahead = -1  # the last block local_view asked ahead for
         self._block_ids: dict[int, str] = {}
@@ -642,6 +675,7 @@ class FileReader:
             position += count
         self.fetcher.stats.worker_reads += len(blocks)
         self.fetcher.stats.bytes_read += length
+        self._sequential = offset == self._expected
         self._expected = end
         if renew < 0:
             renew = self._due_ahead(last, stale=local.ttl)
@@ -683,27 +717,27 @@ class FileReader:
         """Ask (in the background, on the loop) for the files of the blocks from ``index`` on.
 
         A batch of :data:`LOCAL_BATCH_BLOCKS`, so that a reader about to read
-        there finds them held. Only the first ``readahead_blocks`` are
-        fetched by their owners if cold (the read-ahead of a cold file; the
-        owners fetch the rest of a placement group with them); the others
-        only if held already, so that a cold file is not fetched 64 blocks
-        at once. ``_asking_ahead`` is set by the caller and cleared when the
-        batch is answered.
+        there finds them held. For a sequential reader the first
+        ``readahead_blocks`` are fetched by their owners if cold (the
+        read-ahead of a cold file, with the hint that makes an owner fetch
+        the rest of a placement group with them); the others only if held
+        already, so that a cold file is not fetched 64 blocks at once, nor
+        blocks after a random read. ``_asking_ahead`` is set by the caller
+        and cleared when the batch is answered.
         """
 
         async def ask() -> None:
             try:
                 await asyncio.gather(
-                    self.fetcher.prefetch_local(self.info, indexes[:near]),
+                    self.fetcher.prefetch_local(self.info, indexes[:near], file_blocks=total),
                     self.fetcher.prefetch_local(self.info, indexes[near:], fetch=False),
                 )
             finally:
                 self._asking_ahead = False
 
-        indexes = range(
-            index, min(block_count(self.size, self.block_size), index + LOCAL_BATCH_BLOCKS)
-        )
-        near = self.readahead_blocks
+        total = block_count(self.size, self.block_size)
+        indexes = range(index, min(total, index + LOCAL_BATCH_BLOCKS))
+        near = self.readahead_blocks if self._sequential else 0
         if self._closed or not indexes:
             self._asking_ahead = False
             return
@@ -716,11 +750,15 @@ class FileReader:
         files of the blocks after are asked for ahead instead (:meth:`_ask_ahead`).
         The files of a range over several blocks are asked for in one round trip.
         """
+        start = spans[0].block * self.block_size + spans[0].start
+        sequential = readahead and start == self._expected
+        hint = block_count(self.size, self.block_size) if sequential else 0
         if len(spans) > 1:
-            await self.fetcher.prefetch_local(self.info, range(spans[0].block, spans[-1].block + 1))
+            indexes = range(spans[0].block, spans[-1].block + 1)
+            await self.fetcher.prefetch_local(self.info, indexes, file_blocks=hint)
         blocks: list[LocalBlock] = []
         for span in spans:
-            block = await self.fetcher.local_block(self.info, span.block)
+            block = await self.fetcher.local_block(self.info, span.block, file_blocks=hint)
             if block is None or block.length < span.start + span.length:
                 return False
             blocks.append(block)
@@ -737,6 +775,7 @@ class FileReader:
         self.fetcher.stats.bytes_read += sum(span.length for span in spans)
         if readahead:
             self._drop_window()
+            self._sequential = sequential
             self._expected = spans[-1].block * self.block_size + spans[-1].start + spans[-1].length
             start = self._due_ahead(spans[-1].block, stale=0.0)
             if start >= 0 and not self._asking_ahead:
@@ -797,7 +836,9 @@ class FileReader:
         length = block_length(index, self.size, self.block_size)
         buffer = self.buffers.get(self.block_size)
         view = memoryview(buffer)[:length]
-        task = self.fetcher.spawn(self.fetcher.read(self.info, self.block_size, index, 0, view))
+        task = self.fetcher.spawn(
+            self.fetcher.read(self.info, self.block_size, index, 0, view, sequential=True)
+        )
         entry = _Prefetch(index, buffer, length, task)
 
         def fetch_done(task: asyncio.Task[int]) -> None:

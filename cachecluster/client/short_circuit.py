@@ -336,7 +336,12 @@ class FdChannel:
         return answers
 
     async def ask(
-        self, blocks: list[tuple[str, BlockRef]], cap: bytes | None, *, cached_only: bool = False
+        self,
+        blocks: list[tuple[str, BlockRef]],
+        cap: bytes | None,
+        *,
+        cached_only: bool = False,
+        file_blocks: int = 0,
     ) -> list[asyncio.Future[tuple[FdGrant, int | None]]]:
         """Send an ``open`` for each block; one future a block, settled when its answer is in.
 
@@ -344,7 +349,9 @@ class FdChannel:
         answered for that key, or :class:`Unavailable` when the channel
         breaks. A future cancelled before its answer arrives has the
         descriptor that came with it closed. Raises :class:`Unavailable`
-        when the channel is closed or the send fails.
+        when the channel is closed or the send fails. ``file_blocks`` (the
+        file's block count) is a sequential reader's hint: each request says
+        it reads the blocks after its own to the end (``ahead``).
         """
         futures: list[asyncio.Future[tuple[FdGrant, int | None]]] = []
         async with self._send_lock:
@@ -355,7 +362,14 @@ class FdChannel:
                 request_id = next(self._ids)
                 requests.append(
                     frames.encode_request(
-                        OpenRequest(request_id, block_id, key, cap, cached_only=cached_only)
+                        OpenRequest(
+                            request_id,
+                            block_id,
+                            key,
+                            cap,
+                            cached_only=cached_only,
+                            ahead=max(0, file_blocks - 1 - key.index),
+                        )
                     )
                 )
                 future: asyncio.Future[tuple[FdGrant, int | None]] = self._loop.create_future()
@@ -586,9 +600,18 @@ class ShortCircuitReads:
         return time.monotonic() >= self._off_until.get(path, 0.0)
 
     async def block(
-        self, address: WorkerAddress, block_id: str, key: BlockRef, cap: bytes | None
+        self,
+        address: WorkerAddress,
+        block_id: str,
+        key: BlockRef,
+        cap: bytes | None,
+        *,
+        file_blocks: int = 0,
     ) -> LocalBlock | None:
-        """The block's file, held already or asked of the worker; None: use the data protocol."""
+        """The block's file, held already or asked of the worker; None: use the data protocol.
+
+        ``file_blocks``: a sequential reader's hint (see :meth:`FdChannel.ask`).
+        """
         held = self._blocks.get(block_id)
         if held is not None:
             channel = self._channels.get(held.source)
@@ -605,7 +628,7 @@ class ShortCircuitReads:
                 return None
             flight = self._flights.get(block_id)
             if flight is None:
-                flight = asyncio.ensure_future(self._ask(address, block_id, key, cap))
+                flight = asyncio.ensure_future(self._ask(address, block_id, key, cap, file_blocks))
                 self._track(block_id, flight)
             got = await asyncio.shield(flight)
             if got is not _Miss.MISS:
@@ -633,8 +656,11 @@ class ShortCircuitReads:
         cap: bytes | None,
         *,
         fetch: bool = True,
+        file_blocks: int = 0,
     ) -> None:
         """Ask ``address`` for the files of ``blocks`` in one round trip.
+
+        ``file_blocks``: a sequential reader's hint (see :meth:`FdChannel.ask`).
 
         With ``fetch`` False the ``open`` requests ask only for blocks cached
         there (``cached``): a cold block is not fetched by this (its reader
@@ -656,7 +682,9 @@ class ShortCircuitReads:
         if not wanted:
             return
         sent = asyncio.ensure_future(
-            self._send(address, list(wanted.items()), cap, cached=not fetch)
+            self._send(
+                address, list(wanted.items()), cap, cached=not fetch, file_blocks=file_blocks
+            )
         )
         flights: list[asyncio.Task[_Got]] = []
         for index, block_id in enumerate(wanted):
@@ -703,13 +731,20 @@ class ShortCircuitReads:
             held.retire()
 
     async def _ask(
-        self, address: WorkerAddress, block_id: str, key: BlockRef, cap: bytes | None
+        self,
+        address: WorkerAddress,
+        block_id: str,
+        key: BlockRef,
+        cap: bytes | None,
+        file_blocks: int = 0,
     ) -> LocalBlock | None:
         """One block's file (the worker fetches it if need be); None: use the data protocol.
 
         The worker's refusal is raised (and the block is no longer held).
         """
-        sent = asyncio.ensure_future(self._send(address, [(block_id, key)], cap, cached=False))
+        sent = asyncio.ensure_future(
+            self._send(address, [(block_id, key)], cap, cached=False, file_blocks=file_blocks)
+        )
         answer = await self._answered(address, block_id, sent, 0)
         return None if answer is _Miss.MISS else answer
 
@@ -720,13 +755,14 @@ class ShortCircuitReads:
         cap: bytes | None,
         *,
         cached: bool,
+        file_blocks: int = 0,
     ) -> list[asyncio.Future[tuple[FdGrant, int | None]]] | None:
         """Send ``open``s for ``blocks``: the futures of their answers; None: the socket failed."""
         path = address.unix_path
         assert path is not None
         try:
             channel = await self._channel(path)
-            return await channel.ask(blocks, cap, cached_only=cached)
+            return await channel.ask(blocks, cap, cached_only=cached, file_blocks=file_blocks)
         except Unavailable as exc:
             self._pause(path, exc)
             return None

@@ -9,10 +9,10 @@ Requests::
 
     {"op": "read", "id": 7, "block": "<32 hex>",
      "key": {"mount": str, "path": str, "version": str, "index": int},
-     "off": int, "len": int, "cap": bytes | None}
+     "off": int, "len": int, "cap": bytes | None, "ahead": int}
     {"op": "ping", "id": 8}            # "id" optional, 0 when absent
     {"op": "open", "id": 9, "block": "<32 hex>", "key": {...}, "cap": bytes | None,
-     "cached": bool}                   # "cached" optional, false when absent
+     "cached": bool, "ahead": int}     # "cached", "ahead" optional: false, 0 when absent
 
 Responses, written in request order::
 
@@ -35,6 +35,12 @@ asking ahead for a warm file's blocks must not make the worker fetch a cold
 file whole before answering). Old workers answer ``open`` with an
 ``invalid`` error ("unknown op") and keep the connection; workers before
 ``cached`` ignore it and fetch.
+
+``ahead`` (``read`` and ``open``) is a sequential reader's hint: it will read
+this many blocks of the file right after this one. A worker that misses the
+block fetches it together with the blocks after it in its placement group
+(up to ``ahead`` of them) as one UFS request, at once; without a hint it
+does so only from the second miss in a row.
 
 A ``read`` asks for ``len`` bytes at ``off`` within one block; the worker
 answers with fewer when the block ends earlier (the last block of a file) and
@@ -120,6 +126,8 @@ class ReadRequest:
     cap: bytes | None = None
     cached_only: bool = False
     """Only a block held already (never sent: set by the worker for an ``open`` with ``cached``)."""
+    ahead: int = 0
+    """Blocks of the file the reader will read right after this one (0: no hint)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +147,8 @@ class OpenRequest:
     cap: bytes | None = None
     cached_only: bool = False
     """Only if the worker holds the block: else a ``miss`` answer, and nothing is fetched."""
+    ahead: int = 0
+    """Blocks of the file the reader will read right after this one (0: no hint)."""
 
 
 Request = ReadRequest | PingRequest | OpenRequest
@@ -205,6 +215,8 @@ def encode_request(request: Request) -> bytes:
         },
         "cap": request.cap,
     }
+    if request.ahead:
+        header["ahead"] = request.ahead
     if isinstance(request, OpenRequest):
         if request.cached_only:
             header["cached"] = True
@@ -323,14 +335,15 @@ def decode_request_header(header: dict[str, Any], max_payload: int) -> Request:
     cap = header.get("cap")
     if cap is not None and not isinstance(cap, bytes):
         raise FrameError(f"'cap' must be bytes or nil, got {type(cap).__name__}")
+    ahead = _int(header, "ahead") if "ahead" in header else 0
     if op == "open":
         cached = header.get("cached", False)
         if type(cached) is not bool:
             raise FrameError(f"'cached' must be true or false, got {cached!r}")
-        return OpenRequest(request_id, block_id, key, cap, cached)
+        return OpenRequest(request_id, block_id, key, cap, cached, ahead)
     offset = _int(header, "off")
     length = _int(header, "len", 0, max_payload)
-    return ReadRequest(request_id, block_id, key, offset, length, cap)
+    return ReadRequest(request_id, block_id, key, offset, length, cap, ahead=ahead)
 
 
 def decode_request(

@@ -358,6 +358,7 @@ class _Connection:
             0,
             request.cap,
             cached_only=request.cached_only,
+            ahead=request.ahead,
         )
         return await self.server.opener.open_block(read)
 

@@ -73,6 +73,12 @@ class WorkerMetrics:
             "Bytes read from the UFS by block loaders.",
             registry=registry,
         )
+        self.ufs_reads = Counter(
+            f"{PREFIX}_ufs_reads",
+            "UFS read requests for blocks: of one block, or of a run of consecutive blocks.",
+            ["kind"],
+            registry=registry,
+        )
         self.load_errors = Counter(
             f"{PREFIX}_block_load_errors",
             "Block loads (UFS fetches) that failed.",
@@ -144,6 +150,10 @@ class WorkerMetrics:
         """A loader fetched ``nbytes`` in ``seconds``."""
         self.bytes_fetched.inc(nbytes)
         self.load_seconds.observe(seconds)
+
+    def record_ufs_read(self, run: bool) -> None:
+        """One UFS read request went out: for a run of consecutive blocks, or for one block."""
+        self.ufs_reads.labels("run" if run else "block").inc()
 
     def record_load_error(self, seconds: float) -> None:
         """A loader failed after ``seconds``."""

@@ -152,7 +152,7 @@ class UfsBlockOpener:
         elif request.cached_only:
             raise NotCached(f"block {request.block_id} is not cached here")
         else:
-            place = await self._run_place(key)
+            place = await self._run_place(key, request.ahead)
             if place is not None:
                 load, recycle = self._run_loader(*place)
                 return await self.store.get(request.block_id, load, recycle)
@@ -172,28 +172,31 @@ class UfsBlockOpener:
 
     # ------------------------------------------------------------ sequential misses
 
-    async def _run_place(self, key: BlockKey) -> tuple[BlockRun, int] | None:
+    async def _run_place(self, key: BlockKey, ahead: int = 0) -> tuple[BlockRun, int] | None:
         """The run (:mod:`.read_runs`) a missed block comes with, joined or started; or None.
 
         None: the miss is not sequential, and the caller fetches the block
-        alone. A run's errors (``VersionChanged``, ``Unavailable``, ...) reach
-        the block's readers as a fetch's would.
+        alone. A miss is sequential when the reader says so (``ahead``: the
+        blocks it will read right after this one) or when it follows this
+        worker's previous miss of the file. A run's errors
+        (``VersionChanged``, ``Unavailable``, ...) reach the block's readers
+        as a fetch's would.
         """
         pending = self._in_runs.get(key.id)
         if pending is None:
             now = time.monotonic()
-            if not self.misses.sequential(key, now):
+            if ahead < 1 and not self.misses.sequential(key, now):
                 self.misses.note(key, key.index, now)
                 return None
-            pending = self._plan_run(key, now)
+            pending = self._plan_run(key, now, ahead)
             if pending is None:
                 return None
         return await asyncio.shield(pending)
 
     def _plan_run(
-        self, key: BlockKey, now: float
+        self, key: BlockKey, now: float, ahead: int = 0
     ) -> asyncio.Future[tuple[BlockRun, int] | None] | None:
-        """Claim the blocks from ``key`` to its group's end; set the run up in a task.
+        """Claim the blocks from ``key`` to its group's end (or ``ahead`` blocks); run them.
 
         Runs without a wait, so that the read-ahead requests arriving right
         after find their blocks claimed and join instead of fetching alone.
@@ -203,7 +206,10 @@ class UfsBlockOpener:
             return None
         group = min(group_blocks(block_size), max_run_blocks(block_size))
         keys = run_keys(
-            key, key.index + group, group, lambda b: self.store.contains(b) or b in self._in_runs
+            key,
+            key.index + 1 + ahead if ahead else key.index + group,
+            group,
+            lambda b: self.store.contains(b) or b in self._in_runs,
         )
         if len(keys) < 2:
             self.misses.note(key, key.index, now)
@@ -215,7 +221,7 @@ class UfsBlockOpener:
             place: asyncio.Future[tuple[BlockRun, int] | None] = loop.create_future()
             self._in_runs[member.id] = place
             places.append(place)
-        task = self._spawn(self._start_run(keys, block_size, places))
+        task = self._spawn(self._start_run(keys, block_size, places, stat=not ahead))
         # Cancelled before it ran (the worker stops), it must still let its readers go.
         task.add_done_callback(lambda _: self._leave_run(keys, places))
         return places[0]
@@ -235,24 +241,34 @@ class UfsBlockOpener:
         keys: list[BlockKey],
         block_size: int,
         places: list[asyncio.Future[tuple[BlockRun, int] | None]],
+        *,
+        stat: bool = True,
     ) -> None:
-        """Stat the file (its end and version), then fetch ``keys`` up to its end as one run.
+        """Fetch ``keys`` up to the file's end as one run.
 
-        Blocks past the end, or all of them when the stat fails or finds
-        another version, go back to single fetches.
+        With ``stat`` the file is stat-ed first (its end and version): blocks
+        past the end, or all of them when the stat fails or finds another
+        version, go back to single fetches. Without (the reader said how far
+        it reads), the run's one request is pinned to the version anyway and
+        a block past the end is ``NotFound`` to whoever asks for it.
         """
         run: BlockRun | None = None
         first = keys[0]
         try:
             mount = await self.mounts.get(first.mount_id)
-            status = await mount.backend.stat(first.path)
-            in_file = block_count(status.size, block_size) - first.index
-            if not status.is_dir and status.version == first.version and in_file >= 2:
+            in_file = len(keys)
+            if stat:
+                status = await mount.backend.stat(first.path)
+                in_file = block_count(status.size, block_size) - first.index
+                if status.is_dir or status.version != first.version:
+                    in_file = 0
+            if in_file >= 2:
                 members = keys[:in_file]
                 buffers = [self.buffers.acquire(block_size) for _ in members]
                 run = BlockRun(members, block_size, buffers)
                 self._spawn(run.start(mount.backend, mount.spec.file_uri(first.path)))
                 self.runs_started += 1
+                self.store.metrics.record_ufs_read(run=True)
         except CacheClusterError as error:
             log.debug("no run from block %d of %s: %s", first.index, first.path, error)
         finally:
@@ -383,6 +399,7 @@ class UfsBlockOpener:
         mount = await self.mounts.get(keys[0].mount_id)
         offset = keys[0].index * block_size
         buffers = [self.buffers.acquire(block_size) for _ in keys]
+        self.store.metrics.record_ufs_read(run=True)
         fetch = asyncio.ensure_future(
             mount.backend.read_blocks_into(
                 keys[0].path,
@@ -473,6 +490,7 @@ class UfsBlockOpener:
             buffer = bytearray(block_size)
         view = memoryview(buffer)[:block_size]
         offset = key.index * block_size
+        self.store.metrics.record_ufs_read(run=False)
         count = await mount.backend.read_into(key.path, offset, view, version=key.version)
         if count <= 0:
             raise NotFound(

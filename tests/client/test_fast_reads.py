@@ -14,11 +14,13 @@ import os
 import random
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from cachecluster.client.client import AsyncClient
 from cachecluster.client.cluster_view import LIST_AFTER_MISSES
@@ -354,6 +356,53 @@ def test_files_after_a_small_one_in_a_listed_folder_are_asked_for_together(
             with client.open(f"a/ds/siblings/{name}") as file:
                 assert file.read() == data
         assert local.stats.opens == opens
+
+
+def ufs_reads(cluster: LocalCluster) -> dict[str, float]:
+    """The workers' UFS read requests so far, by kind (``block``, ``run``), summed."""
+    counts = {"block": 0.0, "run": 0.0}
+    for worker in cluster.workers:
+        url = f"http://{worker.host}:{worker.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            text = answer.read().decode()
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "cachecluster_worker_ufs_reads_total":
+                    counts[sample.labels["kind"]] += sample.value
+    return counts
+
+
+def test_a_cold_file_read_in_order_is_one_ufs_read_and_random_reads_fetch_one_block(
+    cluster: LocalCluster,
+) -> None:
+    """The reader's ``ahead`` hint: its first miss makes the owner fetch the group at once.
+
+    Without it the first block came alone (a second miss in a row started
+    the run). Random reads fetch their own block and nothing ahead.
+    """
+    ufs = Path(cluster.home).parent / "ufs"
+    (ufs / "cold").mkdir(parents=True, exist_ok=True)
+    ordered = random.Random(7).randbytes(40 * BLOCK_SIZE + 123)  # within one placement group
+    scattered = random.Random(8).randbytes(16 * BLOCK_SIZE)
+    (ufs / "cold" / "ordered.bin").write_bytes(ordered)
+    (ufs / "cold" / "scattered.bin").write_bytes(scattered)
+    with Client(cluster.master_address, token=cluster.token("a")) as client:
+        before = ufs_reads(cluster)
+        with client.open("a/ds/cold/ordered.bin") as file:
+            chunks = []
+            while chunk := file.read(BLOCK_SIZE):
+                chunks.append(chunk)
+        assert sha(b"".join(chunks)) == sha(ordered)
+        after = ufs_reads(cluster)
+        assert (after["block"] - before["block"], after["run"] - before["run"]) == (0, 1)
+        with client.open("a/ds/cold/scattered.bin") as file:
+            for index in (9, 3, 12, 6):
+                file.seek(index * BLOCK_SIZE + 17)
+                start = index * BLOCK_SIZE + 17
+                assert file.read(1000) == scattered[start : start + 1000]
+        time.sleep(0.2)  # anything asked ahead would be under way by now
+        last = ufs_reads(cluster)
+        assert (last["block"] - after["block"], last["run"] - after["run"]) == (4, 0)
 
 
 async def test_held_files_are_bounded_by_their_bytes(cluster: LocalCluster) -> None:

@@ -41,6 +41,7 @@ class Env:
     s3: Any  # a boto3 S3 client, to write objects behind the cache's back
     bucket: str
     gets: list[str]  # the Range header of every GET the backend sent
+    heads: list[str] = dataclasses.field(default_factory=list)  # the key of every HEAD
 
     def put(self, name: str, size: int, seed: int = 1) -> bytes:
         data = random.Random(seed).randbytes(size)
@@ -63,14 +64,19 @@ async def opener_env(
     bucket = f"runs-{uuid.uuid4().hex[:8]}"
     s3_server.create_bucket(bucket)
     gets: list[str] = []
+    heads: list[str] = []
 
     def record(request: Any, **_: Any) -> None:
         gets.append(request.headers["Range"].decode())
+
+    def record_head(request: Any, **_: Any) -> None:
+        heads.append(request.url.rsplit("/", 1)[-1])
 
     def factory(uri: str, options: Mapping[str, str]) -> UfsBackend:
         backend = create_backend(uri, options)
         assert isinstance(backend, S3Backend)
         backend._client.meta.events.register("before-send.s3.GetObject", record)
+        backend._client.meta.events.register("before-send.s3.HeadObject", record_head)
         return backend
 
     spec = MountSpec(MOUNT, f"s3://{bucket}/data", s3_server.backend_options())
@@ -88,7 +94,7 @@ async def opener_env(
         async with BlockStore([tier]) as store:
             opener = UfsBlockOpener(store, resolver, ring)
             try:
-                yield Env(opener, store, s3_server.client(), bucket, gets)
+                yield Env(opener, store, s3_server.client(), bucket, gets, heads)
             finally:
                 await opener.close()
     finally:

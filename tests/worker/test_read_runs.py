@@ -20,8 +20,9 @@ from cachecluster.worker.read_runs import BlockRun, MissTracker
 from tests.worker.s3_opener import BLOCK, MOUNT, Env, run_keys
 
 
-async def read(env: Env, key: BlockKey) -> bytes:
-    request = ReadRequest(1, key.id, BlockRef(MOUNT, key.path, key.version, key.index), 0, BLOCK)
+async def read(env: Env, key: BlockKey, ahead: int = 0) -> bytes:
+    ref = BlockRef(MOUNT, key.path, key.version, key.index)
+    request = ReadRequest(1, key.id, ref, 0, BLOCK, ahead=ahead)
     with await env.opener.open_block(request) as lease:
         return lease.read()
 
@@ -44,6 +45,33 @@ async def test_a_sequential_miss_fetches_the_rest_of_the_file_with_one_get(env: 
     await env.opener.wait_runs()
     assert len(env.store.blocks()) == 11
     assert len(env.opener.buffers) == 10  # every run buffer went back to the pool
+
+
+async def test_a_reader_saying_it_reads_on_gets_the_run_at_its_first_miss(env: Env) -> None:
+    """The ``ahead`` hint: one GET from the first block, no lone first fetch and no HEAD."""
+    size = 10 * BLOCK + 1000
+    data = env.put("f.bin", size)
+    keys = run_keys("f.bin", await env.version("f.bin"), range(11))
+    env.heads.clear()
+    got = [await read(env, key, ahead=10 - key.index) for key in keys]
+    assert env.gets == [f"bytes=0-{11 * BLOCK - 1}"]
+    assert env.heads == [] and env.opener.runs_started == 1
+    assert digest(b"".join(got)) == digest(data)
+    # A hint past the end of the file (a stale size): the run stops where the file does.
+    other = env.put("g.bin", 3 * BLOCK)
+    keys = run_keys("g.bin", await env.version("g.bin"), range(3))
+    env.gets.clear()
+    assert await read(env, keys[0], ahead=9) == other[:BLOCK]
+    assert env.gets == [f"bytes=0-{10 * BLOCK - 1}"]
+    rest = [await read(env, key) for key in keys[1:]]
+    assert rest == [other[BLOCK : 2 * BLOCK], other[2 * BLOCK :]]
+    await env.opener.wait_runs()
+    assert len(env.gets) == 1 and len(env.store.blocks()) == 11 + 3
+    # Hinted or not, a file changed since the reader saw it never mixes versions.
+    old = run_keys("g.bin", await env.version("g.bin"), range(3, 6))
+    env.put("g.bin", 6 * BLOCK, seed=3)
+    with pytest.raises(VersionChanged):
+        await read(env, old[0], ahead=2)
 
 
 async def test_read_ahead_requests_join_one_run(env: Env) -> None:
