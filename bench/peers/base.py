@@ -14,7 +14,10 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
+
+if TYPE_CHECKING:
+    from bench.peers.data import Layout
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,8 @@ class UfsEnv:
     peer_cache: Path
     """The folder the peers (fsspec, rclone, s3fs-fuse) keep their caches in: on the root
     disk or on tmpfs, as ``--peer-cache`` says (removed by the suite)."""
+    layout: Layout | None = None
+    """The objects the suite put in the bucket (names, sizes, seed)."""
 
 
 class RangeReader(Protocol):

@@ -41,6 +41,7 @@ from bench.peers import report, workloads
 from bench.peers.base import System, UfsEnv
 from bench.peers.cache_medium import Medium, WrongMedium, medium_of, require
 from bench.peers.cachecluster_peer import ClusterClient, ClusterFuse
+from bench.peers.ceiling import TmpfsCopy
 from bench.peers.data import Layout, MiB, scratch_dir, upload
 from bench.peers.direct import Boto3Get, Boto3Ranged
 from bench.peers.fsspec_cache import FsspecBlockcache, FsspecSimplecache
@@ -59,6 +60,7 @@ SYSTEMS: tuple[type[System], ...] = (
     S3fsFuse,
     ClusterClient,
     ClusterFuse,
+    TmpfsCopy,
 )
 BASELINE = Boto3Get.name
 BUCKET = "bench"
@@ -369,7 +371,7 @@ def run_suite(args: argparse.Namespace, command: str) -> dict[str, Any]:
             print(f"uploaded {layout.total_bytes() / 2**30:.2f} GiB in {upload_s:.1f}s", flush=True)
             env = UfsEnv(
                 s3.endpoint, s3.access_key, s3.secret_key, s3.region, BUCKET,
-                folders.workdir, folders.peer_cache,
+                folders.workdir, folders.peer_cache, layout,
             )  # fmt: skip
             by_name = {cls.name: cls for cls in SYSTEMS}
             for name in args.systems:
