@@ -44,6 +44,7 @@ import collections
 import dataclasses
 import functools
 import logging
+import mmap
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -479,16 +480,17 @@ class UfsBlockOpener:
 
         Runs at most once per block at a time (it is the store's loader).
         Reads into ``buffer`` when given (at least a block long; the result
-        is a view of it), else into a new one. Raises ``NotFound`` for a block
-        past the end of the file, ``VersionChanged`` when the file has
-        another version now.
+        is a view of it), else into a new anonymous mapping: its pages cost
+        only when written, so a 64 KiB file does not pay for zeroing a whole
+        block (``bytearray(block_size)`` did, about a third of the worker's
+        time on cold small files). Raises ``NotFound`` for a block past the
+        end of the file, ``VersionChanged`` when the file has another version now.
         """
         block_size = self.ring.require_block_size()
         mount = await self.mounts.get(key.mount_id)
         pooled = buffer is not None
-        if buffer is None:
-            buffer = bytearray(block_size)
-        view = memoryview(buffer)[:block_size]
+        view = memoryview(buffer if buffer is not None else mmap.mmap(-1, block_size))
+        view = view[:block_size]
         offset = key.index * block_size
         self.store.metrics.record_ufs_read(run=False)
         count = await mount.backend.read_into(key.path, offset, view, version=key.version)
