@@ -358,7 +358,10 @@ class BlockFetcher:
     async def prefetch_blocks(
         self, blocks: list[tuple[FileInfo, int]], *, fetch: bool = True, file_blocks: int = 0
     ) -> None:
-        """:meth:`prefetch_local` for blocks of several files of one dataset (no hint then)."""
+        """:meth:`prefetch_local` for blocks of several files of one dataset.
+
+        ``file_blocks`` is a hint for blocks of one file only (0 for several files).
+        """
         local = self.local
         if local is None or not blocks:
             return
