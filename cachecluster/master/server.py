@@ -63,6 +63,7 @@ from cachecluster.protos import (
     status_pb2,
     status_pb2_grpc,
 )
+from cachecluster.ufs.registry import start_preload
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +211,7 @@ class MasterServer:
         self._liveness = asyncio.create_task(
             self.membership.run_liveness_checks(), name="master-liveness"
         )
+        start_preload()  # UFS SDKs load in the background: an apply or a stat need not wait
         host = advertised_host(config.host)
         await asyncio.to_thread(
             write_endpoint_file,

@@ -37,6 +37,7 @@ from cachecluster.common.endpoint_file import remove_endpoint_file, write_endpoi
 from cachecluster.common.errors import ConfigError
 from cachecluster.common.grpc_auth import auth_interceptors, system_token_source
 from cachecluster.protos import common_pb2, master_pb2_grpc, worker_pb2_grpc
+from cachecluster.ufs.registry import start_preload
 from cachecluster.worker.block_store import BlockStore
 from cachecluster.worker.config import WorkerConfig
 from cachecluster.worker.data_server import DataServer
@@ -177,6 +178,8 @@ async def run_worker(config: WorkerConfig, *, stop: asyncio.Event | None = None)
             "master": config.master,
         }
         await asyncio.to_thread(write_endpoint_file, config.home, fields)
+        # Ready: now load the UFS SDKs in the background, so a first miss need not.
+        start_preload()
         log.info(
             "%s serving: data %s:%d%s, grpc %d, metrics %d, master %s",
             config.worker_id,
