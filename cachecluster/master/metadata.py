@@ -19,6 +19,9 @@ A reference dataset (``dataset://<ns>/<name>[/subpath]``) resolves into its
 source's mounts below ``subpath`` (:mod:`cachecluster.master.references`):
 entries carry the source's mount ids, so readers of either dataset share the
 same cached blocks, and their paths are rebased onto the reference.
+
+Workers follow the set of mounts (:meth:`MetadataCache.watch_mounts`, the
+``WatchMounts`` stream) to open their backends before a first read needs them.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import dataclasses
 import logging
 import posixpath
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 
 from cachecluster.common.errors import InvalidArgument, NotFound
 from cachecluster.common.paths import normalize_path
@@ -169,6 +172,11 @@ class MetadataCache:
             collections.OrderedDict()
         )
         self._pending: dict[tuple[str, str, bool], asyncio.Task[_Listing]] = {}
+        # The mount set as watchers last saw it, and a version bumped when it changes.
+        self._watched_mounts: dict[str, MountInfo] | None = None
+        self._mounts_version = 0
+        self._mounts_changed = asyncio.Condition()
+        self._watching = True
 
     # -- mounts and backends ---------------------------------------------------
 
@@ -190,6 +198,36 @@ class MetadataCache:
             await entry.backend.close()
         for mount_id in {key[0] for key in self._listings} - set(current):
             self._forget(mount_id)
+        if current != self._watched_mounts:
+            self._watched_mounts = current
+            self._mounts_version += 1
+            async with self._mounts_changed:
+                self._mounts_changed.notify_all()
+
+    async def watch_mounts(self) -> AsyncIterator[list[MountInfo]]:
+        """Every mount (by id), then the whole set again after each change.
+
+        A change is what :meth:`sync_mounts` sees (every apply, delete, secret
+        or runtime change calls it). Ends when :meth:`end_watches` is called.
+        """
+        sent: int | None = None
+
+        def moved() -> bool:
+            return not self._watching or sent != self._mounts_version
+
+        while self._watching:
+            if sent != self._mounts_version:
+                sent = self._mounts_version
+                yield sorted(self.registry.mounts(), key=lambda mount: mount.mount_id)
+                continue
+            async with self._mounts_changed:
+                await self._mounts_changed.wait_for(moved)
+
+    async def end_watches(self) -> None:
+        """End every :meth:`watch_mounts` (the master is stopping)."""
+        self._watching = False
+        async with self._mounts_changed:
+            self._mounts_changed.notify_all()
 
     def refresh(self, namespace: str, name: str) -> None:
         """Drop the cached listings and stats of a dataset (``loadMetadata``).
@@ -229,7 +267,8 @@ class MetadataCache:
             await self.backend(mount)
 
     async def close(self) -> None:
-        """Cancel listings in flight and close every backend."""
+        """End the watches, cancel listings in flight and close every backend."""
+        await self.end_watches()
         for task in list(self._pending.values()):
             task.cancel()
         self._pending.clear()

@@ -239,6 +239,7 @@ class MasterServer:
         await asyncio.to_thread(_remove_own_endpoint_file, self.config.home)
         with contextlib.suppress(Exception):
             await self.health.enter_graceful_shutdown()
+        await self.metadata.end_watches()  # else each worker's watch would hold the grace
         if self._server is not None:
             await self._server.stop(grace)
             self._server = None

@@ -310,3 +310,35 @@ async def test_s3_stat_list_paging_and_sync_interval(s3_server: SeaweedS3, s3_bu
         assert len(everything) == 7
     finally:
         await cache.close()
+
+
+async def test_watch_mounts_sends_the_whole_set_at_once_and_after_each_change(
+    tree: Path,
+) -> None:
+    registry = DatasetRegistry()
+    registry.apply("ns", "a", {"mounts": [{"mountPoint": f"local://{tree}", "name": "m0"}]})
+    cache = MetadataCache(registry)
+    sets: asyncio.Queue[list[str]] = asyncio.Queue()
+
+    async def watch() -> None:
+        async for mounts in cache.watch_mounts():
+            await sets.put([f"{m.dataset}:{m.uri}" for m in mounts])
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        assert await asyncio.wait_for(sets.get(), 5) == [f"a:local://{tree}"]
+        registry.apply("ns", "b", {"mounts": [{"mountPoint": f"local://{tree}/dir", "name": "m"}]})
+        await cache.sync_mounts()
+        assert sorted(await asyncio.wait_for(sets.get(), 5)) == sorted(
+            [f"a:local://{tree}", f"b:local://{tree}/dir"]
+        )
+        await cache.sync_mounts()  # nothing changed: nothing sent
+        registry.delete("ns", "a")
+        await cache.sync_mounts()
+        assert await asyncio.wait_for(sets.get(), 5) == [f"b:local://{tree}/dir"]
+        assert sets.empty()
+        await cache.close()  # ends the watch
+        await asyncio.wait_for(watcher, 5)
+    finally:
+        watcher.cancel()
+        await cache.close()
