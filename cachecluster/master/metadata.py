@@ -10,7 +10,8 @@ Directory listings are cached per ``(mount, directory)`` for
 a directory of a million files). A stat first looks in a fresh listing of the
 parent, then in the stat cache, then asks the UFS. Concurrent misses of the
 same listing make one UFS call (single flight). One backend serves each mount;
-it is created on first use and closed when the mount goes away or changes.
+it is created at apply, at master start (:meth:`MetadataCache.open_backends`, in the
+background) or on first use, and closed when the mount goes away or changes.
 
 Every returned entry carries ``mount_id`` and ``mount_path`` so that readers
 compute block ids themselves: ``BlockKey(mount_id, mount_path, version, index)``.
@@ -260,6 +261,18 @@ class MetadataCache:
                 await entry.backend.close()
             self._backends[mount.mount_id] = _MountBackend(mount, backend)
             return backend
+
+    async def open_backends(self) -> None:
+        """Create the backend of every registered mount (at start, in the background),
+        so that a first stat does not wait for it; a mount that fails is logged and
+        left to fail again, with its reason, when it is used."""
+        for mount in self.registry.mounts():
+            try:
+                await self.backend(mount)
+            except Exception as error:
+                log.warning(
+                    "mount %s (%s): backend not opened: %s", mount.mount_id, mount.uri, error
+                )
 
     async def check_mounts(self, mounts: tuple[MountInfo, ...]) -> None:
         """Create the backends of ``mounts`` now, so that a bad option fails an apply."""

@@ -133,6 +133,7 @@ class MasterServer:
         self._server: grpc.aio.Server | None = None
         self._http: tuple[Any, threading.Thread] | None = None
         self._liveness: asyncio.Task[None] | None = None
+        self._opening: asyncio.Task[None] | None = None
 
     def _runtime_infos(self, namespace: str) -> list[RuntimeInfo]:
         return [
@@ -212,6 +213,7 @@ class MasterServer:
             self.membership.run_liveness_checks(), name="master-liveness"
         )
         start_preload()  # UFS SDKs load in the background: an apply or a stat need not wait
+        self._opening = asyncio.create_task(self.metadata.open_backends(), name="open-backends")
         host = advertised_host(config.host)
         await asyncio.to_thread(
             write_endpoint_file,
@@ -243,6 +245,11 @@ class MasterServer:
         if self._server is not None:
             await self._server.stop(grace)
             self._server = None
+        if self._opening is not None:
+            self._opening.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._opening
+            self._opening = None
         if self._liveness is not None:
             self._liveness.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from cachecluster.common.errors import InvalidArgument, InvalidPath, NotFound
+from cachecluster.common.errors import ConfigError, InvalidArgument, InvalidPath, NotFound
 from cachecluster.master.datasets import DatasetRegistry
 from cachecluster.master.metadata import EntryStatus, MetadataCache
+from cachecluster.ufs.base import UfsBackend
+from cachecluster.ufs.registry import create_backend
 from tests.servers.seaweed import SeaweedS3
 
 
@@ -341,4 +343,29 @@ async def test_watch_mounts_sends_the_whole_set_at_once_and_after_each_change(
         await asyncio.wait_for(watcher, 5)
     finally:
         watcher.cancel()
+        await cache.close()
+
+
+async def test_open_backends_opens_every_mount_ahead_and_logs_a_bad_one(
+    tree: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry = DatasetRegistry()
+    registry.apply("ns", "good", {"mounts": [{"mountPoint": f"local://{tree}", "name": "m0"}]})
+    registry.apply("ns", "bad", {"mounts": [{"mountPoint": f"local://{tree}/dir", "name": "m"}]})
+    made: list[str] = []
+
+    def factory(uri: str, options: Mapping[str, str]) -> UfsBackend:
+        made.append(uri)
+        if uri.endswith("/dir"):
+            raise ConfigError("fs.local.x", "refused for the test")
+        return create_backend(uri, options)
+
+    cache = MetadataCache(registry, backend_factory=factory)
+    try:
+        await cache.open_backends()  # never raises
+        assert sorted(made) == sorted([f"local://{tree}", f"local://{tree}/dir"])
+        assert "backend not opened" in caplog.text and "refused for the test" in caplog.text
+        entry = await cache.get_status("ns", "good", "a.bin")
+        assert entry.size == 10 and len(made) == 2  # the stat used the backend opened ahead
+    finally:
         await cache.close()
