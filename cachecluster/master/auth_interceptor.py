@@ -3,7 +3,7 @@
 With a cluster secret every call but the health service needs a valid token;
 its namespace is in :data:`CALLER` for the servicers (see
 :mod:`cachecluster.master.access`). Worker calls (RegisterWorker,
-ReportBlocks, Heartbeat) and ``GetMount``, which answers with UFS
+ReportBlocks, Heartbeat) and ``GetMount``/``WatchMounts``, which answer with UFS
 credentials, admit only the system namespace that workers sign with the
 cluster secret. Without a secret (open/dev mode) nothing is checked and
 :data:`CALLER` stays ``None``, which the access rules read as "sees everything".
@@ -22,6 +22,7 @@ SYSTEM_METHODS = frozenset(
         "/cachecluster.v1.MasterService/ReportBlocks",
         "/cachecluster.v1.MasterService/Heartbeat",
         "/cachecluster.v1.MetadataService/GetMount",
+        "/cachecluster.v1.MetadataService/WatchMounts",
     }
 )
 """Methods only workers (the system namespace) may call."""

@@ -10,7 +10,8 @@ Directory listings are cached per ``(mount, directory)`` for
 a directory of a million files). A stat first looks in a fresh listing of the
 parent, then in the stat cache, then asks the UFS. Concurrent misses of the
 same listing make one UFS call (single flight). One backend serves each mount;
-it is created on first use and closed when the mount goes away or changes.
+it is created at apply, at master start (:meth:`MetadataCache.open_backends`, in the
+background) or on first use, and closed when the mount goes away or changes.
 
 Every returned entry carries ``mount_id`` and ``mount_path`` so that readers
 compute block ids themselves: ``BlockKey(mount_id, mount_path, version, index)``.
@@ -19,6 +20,9 @@ A reference dataset (``dataset://<ns>/<name>[/subpath]``) resolves into its
 source's mounts below ``subpath`` (:mod:`cachecluster.master.references`):
 entries carry the source's mount ids, so readers of either dataset share the
 same cached blocks, and their paths are rebased onto the reference.
+
+Workers follow the set of mounts (:meth:`MetadataCache.watch_mounts`, the
+``WatchMounts`` stream) to open their backends before a first read needs them.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import dataclasses
 import logging
 import posixpath
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 
 from cachecluster.common.errors import InvalidArgument, NotFound
 from cachecluster.common.paths import normalize_path
@@ -169,6 +173,11 @@ class MetadataCache:
             collections.OrderedDict()
         )
         self._pending: dict[tuple[str, str, bool], asyncio.Task[_Listing]] = {}
+        # The mount set as watchers last saw it, and a version bumped when it changes.
+        self._watched_mounts: dict[str, MountInfo] | None = None
+        self._mounts_version = 0
+        self._mounts_changed = asyncio.Condition()
+        self._watching = True
 
     # -- mounts and backends ---------------------------------------------------
 
@@ -190,6 +199,36 @@ class MetadataCache:
             await entry.backend.close()
         for mount_id in {key[0] for key in self._listings} - set(current):
             self._forget(mount_id)
+        if current != self._watched_mounts:
+            self._watched_mounts = current
+            self._mounts_version += 1
+            async with self._mounts_changed:
+                self._mounts_changed.notify_all()
+
+    async def watch_mounts(self) -> AsyncIterator[list[MountInfo]]:
+        """Every mount (by id), then the whole set again after each change.
+
+        A change is what :meth:`sync_mounts` sees (every apply, delete, secret
+        or runtime change calls it). Ends when :meth:`end_watches` is called.
+        """
+        sent: int | None = None
+
+        def moved() -> bool:
+            return not self._watching or sent != self._mounts_version
+
+        while self._watching:
+            if sent != self._mounts_version:
+                sent = self._mounts_version
+                yield sorted(self.registry.mounts(), key=lambda mount: mount.mount_id)
+                continue
+            async with self._mounts_changed:
+                await self._mounts_changed.wait_for(moved)
+
+    async def end_watches(self) -> None:
+        """End every :meth:`watch_mounts` (the master is stopping)."""
+        self._watching = False
+        async with self._mounts_changed:
+            self._mounts_changed.notify_all()
 
     def refresh(self, namespace: str, name: str) -> None:
         """Drop the cached listings and stats of a dataset (``loadMetadata``).
@@ -223,13 +262,26 @@ class MetadataCache:
             self._backends[mount.mount_id] = _MountBackend(mount, backend)
             return backend
 
+    async def open_backends(self) -> None:
+        """Create the backend of every registered mount (at start, in the background),
+        so that a first stat does not wait for it; a mount that fails is logged and
+        left to fail again, with its reason, when it is used."""
+        for mount in self.registry.mounts():
+            try:
+                await self.backend(mount)
+            except Exception as error:
+                log.warning(
+                    "mount %s (%s): backend not opened: %s", mount.mount_id, mount.uri, error
+                )
+
     async def check_mounts(self, mounts: tuple[MountInfo, ...]) -> None:
         """Create the backends of ``mounts`` now, so that a bad option fails an apply."""
         for mount in mounts:
             await self.backend(mount)
 
     async def close(self) -> None:
-        """Cancel listings in flight and close every backend."""
+        """End the watches, cancel listings in flight and close every backend."""
+        await self.end_watches()
         for task in list(self._pending.values()):
             task.cancel()
         self._pending.clear()

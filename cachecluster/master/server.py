@@ -63,6 +63,7 @@ from cachecluster.protos import (
     status_pb2,
     status_pb2_grpc,
 )
+from cachecluster.ufs.registry import start_preload
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,7 @@ class MasterServer:
         self._server: grpc.aio.Server | None = None
         self._http: tuple[Any, threading.Thread] | None = None
         self._liveness: asyncio.Task[None] | None = None
+        self._opening: asyncio.Task[None] | None = None
 
     def _runtime_infos(self, namespace: str) -> list[RuntimeInfo]:
         return [
@@ -210,6 +212,8 @@ class MasterServer:
         self._liveness = asyncio.create_task(
             self.membership.run_liveness_checks(), name="master-liveness"
         )
+        start_preload()  # UFS SDKs load in the background: an apply or a stat need not wait
+        self._opening = asyncio.create_task(self.metadata.open_backends(), name="open-backends")
         host = advertised_host(config.host)
         await asyncio.to_thread(
             write_endpoint_file,
@@ -237,9 +241,15 @@ class MasterServer:
         await asyncio.to_thread(_remove_own_endpoint_file, self.config.home)
         with contextlib.suppress(Exception):
             await self.health.enter_graceful_shutdown()
+        await self.metadata.end_watches()  # else each worker's watch would hold the grace
         if self._server is not None:
             await self._server.stop(grace)
             self._server = None
+        if self._opening is not None:
+            self._opening.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._opening
+            self._opening = None
         if self._liveness is not None:
             self._liveness.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -4,7 +4,7 @@ Each servicer is decorated with :func:`~cachecluster.common.grpc_errors.grpc_ser
 so our errors become status codes in one place; methods raise, never abort.
 
 * :class:`MasterServicer`: RegisterWorker, ReportBlocks, Heartbeat, GetRing, ListWorkers;
-* :class:`MetadataServicer`: GetStatus, ListStatus, GetMount;
+* :class:`MetadataServicer`: GetStatus, ListStatus, GetMount, WatchMounts;
 * :class:`DatasetServicer`: Apply/Get/List/DeleteDataset.
 * :class:`DataLoadServicer`: Apply/Get/List/DeleteDataLoad;
 * :class:`StatusServicer`: GetDatasetStatus, ListDatasetStatus, ListRuntimeStatus;
@@ -248,6 +248,12 @@ class MetadataServicer(master_pb2_grpc.MetadataServiceServicer):
         return master_pb2.GetMountResponse(
             mount=mount_info_proto(self._metadata.get_mount(request.mount_id))
         )
+
+    async def WatchMounts(
+        self, request: master_pb2.WatchMountsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[master_pb2.WatchMountsResponse]:
+        async for mounts in self._metadata.watch_mounts():
+            yield master_pb2.WatchMountsResponse(mounts=[mount_info_proto(m) for m in mounts])
 
 
 @grpc_servicer

@@ -330,3 +330,13 @@ class GetMountResponse(_message.Message):
     MOUNT_FIELD_NUMBER: _ClassVar[int]
     mount: MountInfo
     def __init__(self, mount: _Optional[_Union[MountInfo, _Mapping]] = ...) -> None: ...
+
+class WatchMountsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class WatchMountsResponse(_message.Message):
+    __slots__ = ("mounts",)
+    MOUNTS_FIELD_NUMBER: _ClassVar[int]
+    mounts: _containers.RepeatedCompositeFieldContainer[MountInfo]
+    def __init__(self, mounts: _Optional[_Iterable[_Union[MountInfo, _Mapping]]] = ...) -> None: ...

@@ -305,6 +305,11 @@ class MetadataServiceStub:
                 request_serializer=master__pb2.GetMountRequest.SerializeToString,
                 response_deserializer=master__pb2.GetMountResponse.FromString,
                 _registered_method=True)
+        self.WatchMounts = channel.unary_stream(
+                '/cachecluster.v1.MetadataService/WatchMounts',
+                request_serializer=master__pb2.WatchMountsRequest.SerializeToString,
+                response_deserializer=master__pb2.WatchMountsResponse.FromString,
+                _registered_method=True)
 
 
 class MetadataServiceServicer:
@@ -333,6 +338,15 @@ class MetadataServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchMounts(self, request, context):
+        """Every mount the master serves, at once and again after each change, until
+        the call's deadline or the master stops: workers open the mounts' backends
+        before the first read needs them. Options may hold credentials.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MetadataServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -350,6 +364,11 @@ def add_MetadataServiceServicer_to_server(servicer, server):
                     servicer.GetMount,
                     request_deserializer=master__pb2.GetMountRequest.FromString,
                     response_serializer=master__pb2.GetMountResponse.SerializeToString,
+            ),
+            'WatchMounts': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchMounts,
+                    request_deserializer=master__pb2.WatchMountsRequest.FromString,
+                    response_serializer=master__pb2.WatchMountsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -434,6 +453,33 @@ class MetadataService:
             '/cachecluster.v1.MetadataService/GetMount',
             master__pb2.GetMountRequest.SerializeToString,
             master__pb2.GetMountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchMounts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/cachecluster.v1.MetadataService/WatchMounts',
+            master__pb2.WatchMountsRequest.SerializeToString,
+            master__pb2.WatchMountsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -107,6 +107,7 @@ class MetadataServiceStub:
     GetStatus: _UnaryUnary[master_pb2.GetStatusRequest, master_pb2.GetStatusResponse]
     ListStatus: _UnaryUnary[master_pb2.ListStatusRequest, master_pb2.ListStatusResponse]
     GetMount: _UnaryUnary[master_pb2.GetMountRequest, master_pb2.GetMountResponse]
+    WatchMounts: _UnaryStream[master_pb2.WatchMountsRequest, master_pb2.WatchMountsResponse]
 
 class MetadataServiceServicer:
     """File metadata of datasets, cached by the master from the UFS."""
@@ -124,6 +125,11 @@ class MetadataServiceServicer:
         self, request: master_pb2.GetMountRequest, context: grpc.aio.ServicerContext
     ) -> master_pb2.GetMountResponse:
         """Where a mount's bytes come from: workers resolve the mount id of a block request into a UFS backend with it. Options may hold credentials."""
+        ...
+    def WatchMounts(
+        self, request: master_pb2.WatchMountsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[master_pb2.WatchMountsResponse]:
+        """Every mount the master serves, at once and again after each change, until the call's deadline or the master stops: workers open the mounts' backends before the first read needs them. Options may hold credentials."""
         ...
 
 def add_MetadataServiceServicer_to_server(

@@ -58,6 +58,16 @@ class UfsBackend(abc.ABC):
         self.uri = uri
         self.options: dict[str, str] = dict(options or {})
 
+    @classmethod
+    def warm_up(cls) -> None:
+        """Load, ahead of the first backend, what creating one would load (SDK data).
+
+        Called in a background thread at process start (see
+        :func:`cachecluster.ufs.registry.preload`); blocking, no network. The
+        default does nothing.
+        """
+        return None
+
     @abc.abstractmethod
     async def list(self, path: str = "", *, recursive: bool = False) -> list[FileStatus]:
         """Entries under directory ``path`` (all descendants when ``recursive``).

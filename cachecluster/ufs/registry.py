@@ -2,7 +2,7 @@
 
 The registry maps a scheme to ``"module:Class"``; :func:`create_backend` imports
 the module on first use. ``oss://`` needs ``oss2`` and ``s3://`` needs ``boto3``,
-but a deployment that only mounts ``local://`` never imports either.
+but a process that only opens ``local://`` (a client, the CLI) never imports either.
 
 A UFS URI names a scheme, a root and a prefix under that root:
 
@@ -14,19 +14,28 @@ URI                        scheme   root            prefix
 ``local:///mnt/data``      local    ``/mnt/data``   ``""``
 ``file:///mnt/data``       file     ``/mnt/data``   ``""``
 ========================== ======== =============== ===========
+
+A long-running process that will open backends soon (a worker, a master) calls
+:func:`start_preload` at start: a background thread imports every registered
+backend's module and warms it up (:meth:`UfsBackend.warm_up`), so that the
+first read of a mount does not wait for an SDK import (about 0.2 s for boto3).
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 import threading
+import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
 from cachecluster.common.errors import InvalidPath, UfsError, UnknownScheme
 from cachecluster.common.paths import normalize_path
 from cachecluster.ufs.base import UfsBackend
+
+log = logging.getLogger(__name__)
 
 # scheme -> "module:Class", and the package that module needs (for the install hint).
 _TARGETS: dict[str, str] = {
@@ -153,3 +162,41 @@ def create_backend(uri: str, options: Mapping[str, str] | None = None) -> UfsBac
     location = split_uri(uri)
     cls = backend_class(location.scheme)
     return cls(uri, options)
+
+
+def preload(schemes: Iterable[str] | None = None) -> dict[str, str]:
+    """Import and warm up the backend of each scheme (every registered one by default).
+
+    Blocking (run it in a thread). Returns ``{scheme: reason}`` for the
+    backends that could not be loaded, e.g. an optional SDK that is not
+    installed; those fail again, with their install hint, when a mount uses them.
+    """
+    failed: dict[str, str] = {}
+    classes: dict[type[UfsBackend], str] = {}  # class -> the first scheme naming it
+    for scheme in supported_schemes() if schemes is None else schemes:
+        try:
+            classes.setdefault(backend_class(scheme), scheme)
+        except Exception as error:  # e.g. UfsError: the SDK is not installed
+            failed[scheme] = str(error)
+    for cls, scheme in classes.items():  # "file" and "local" share one class
+        try:
+            cls.warm_up()
+        except Exception as error:  # a warm-up is an optimisation, never a failure
+            failed[scheme] = f"warm-up failed: {error}"
+    return failed
+
+
+def start_preload(schemes: Iterable[str] | None = None) -> threading.Thread:
+    """:func:`preload` in a daemon thread (started); failures are logged at debug level."""
+    wanted = None if schemes is None else tuple(schemes)
+
+    def run() -> None:
+        started = time.monotonic()
+        failed = preload(wanted)
+        for scheme, reason in sorted(failed.items()):
+            log.debug("UFS backend %s not preloaded: %s", scheme, reason)
+        log.debug("UFS backends preloaded in %.3fs", time.monotonic() - started)
+
+    thread = threading.Thread(target=run, name="ufs-preload", daemon=True)
+    thread.start()
+    return thread

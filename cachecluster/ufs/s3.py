@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import boto3
 import botocore.exceptions
 import urllib3.exceptions
+from botocore import UNSIGNED
 from botocore.config import Config
 
 from cachecluster.common.errors import (
@@ -112,6 +113,12 @@ class S3Backend(ObjectStoreBackend):
     """An S3 bucket (and optional prefix) read through boto3/botocore."""
 
     schemes: ClassVar[tuple[str, ...]] = ("s3",)
+
+    @classmethod
+    def warm_up(cls) -> None:
+        """Create the shared session and one unsigned client (no credentials, no network):
+        botocore loads the S3 model and endpoint rules once, so a first backend takes ms."""
+        _new_client(region_name="us-east-1", config=Config(signature_version=UNSIGNED)).close()
 
     def __init__(self, uri: str, options: Mapping[str, str] | None = None) -> None:
         reader = OptionReader(options or {}, "fs.s3.", S3_OPTIONS, "an S3 UFS")

@@ -21,6 +21,7 @@ from cachecluster.worker.tiers import Medium
 
 if TYPE_CHECKING:
     from cachecluster.worker.data_server import DataServerStats
+    from cachecluster.worker.mounts import MountResolver
 
 PREFIX = "cachecluster_worker"
 
@@ -212,3 +213,45 @@ class DataServerCollector:
         )
         open_now.add_metric([], float(self.stats.connections_open))
         yield open_now
+
+
+class MountCollector:
+    """Exports the UFS backends a :class:`MountResolver` holds when the registry is scraped.
+
+    ``cachecluster_worker_mount_backend_open{mount_id, dataset}`` is 1 for each
+    mount whose backend is open (opened ahead or by a read); retired backends
+    (replaced, or of a deleted dataset) wait for their grace, then count in
+    ``..._ufs_backends_closed_total``. No option value is exported.
+    """
+
+    def __init__(self, resolver: MountResolver) -> None:
+        self.resolver = resolver
+
+    def collect(self) -> Iterator[Metric]:
+        """The open mounts, the retired backends, the closed and opened-ahead counts."""
+        open_now = GaugeMetricFamily(
+            f"{PREFIX}_mount_backend_open",
+            "Mounts whose UFS backend is open (1 each).",
+            labels=["mount_id", "dataset"],
+        )
+        for resolved in self.resolver.mounts():
+            spec = resolved.spec
+            open_now.add_metric([spec.mount_id, f"{spec.namespace}/{spec.dataset}"], 1.0)
+        yield open_now
+        retired = GaugeMetricFamily(
+            f"{PREFIX}_ufs_backends_retired",
+            "UFS backends replaced or of deleted datasets, still open for reads in flight.",
+        )
+        retired.add_metric([], float(self.resolver.retired))
+        yield retired
+        closed = CounterMetricFamily(
+            f"{PREFIX}_ufs_backends_closed", "UFS backends closed (retired or at shutdown)."
+        )
+        closed.add_metric([], float(self.resolver.backends_closed))
+        yield closed
+        prepared = CounterMetricFamily(
+            f"{PREFIX}_mount_backends_prepared",
+            "UFS backends opened ahead of a first read (from the master's mount list).",
+        )
+        prepared.add_metric([], float(self.resolver.prepared))
+        yield prepared

@@ -13,7 +13,12 @@ the mount's bytes live and with which options, opens one backend for it
   swapped only when the master answers (a mount whose dataset was deleted is
   dropped; new options get a new backend);
 * every backend is closed by :meth:`MountResolver.close`; a replaced one a
-  while after the swap, so reads still using it can finish.
+  while after the swap, so reads still using it can finish;
+* :meth:`MountResolver.prepare` takes the master's whole mount set (the
+  ``WatchMounts`` stream, :mod:`cachecluster.worker.mount_watch`): the
+  backends of new mounts open in the background, so the first read finds
+  them open (a read that comes first joins the opening); mounts missing from
+  the set are dropped, changed ones looked up again.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from functools import partial
 from types import MappingProxyType
 from typing import Any, Protocol
 
@@ -41,6 +47,10 @@ GET_MOUNT_TIMEOUT = 5.0
 """Seconds one GetMount call may take."""
 RETIRED_BACKEND_GRACE = 60.0
 """Seconds a replaced backend stays open for the reads still using it."""
+GONE_BACKEND_GRACE = 5.0
+"""Seconds the backend of a mount whose dataset was deleted stays open (reads in flight)."""
+MAX_PREPARED_MOUNTS = 64
+"""Mounts whose backends :meth:`MountResolver.prepare` opens ahead at most; others on first use."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -144,9 +154,14 @@ class MountResolver:
         self._refreshing: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._retired: list[UfsBackend] = []
+        self._listed: frozenset[str] | None = None  # the last set given to prepare()
         self._closed = False
         self.lookups = 0
         """GetMount calls made (for tests and logs)."""
+        self.prepared = 0
+        """Backends opened ahead by :meth:`prepare` (for metrics)."""
+        self.backends_closed = 0
+        """Backends closed so far, retired or at close (for metrics)."""
 
     def cached(self, mount_id: str) -> ResolvedMount | None:
         """The resolved mount if it is cached, without any call."""
@@ -154,6 +169,40 @@ class MountResolver:
 
     def __len__(self) -> int:
         return len(self._mounts)
+
+    def mounts(self) -> list[ResolvedMount]:
+        """The mounts with an open backend now, by mount id (safe from another thread)."""
+        return sorted(list(self._mounts.values()), key=lambda resolved: resolved.spec.mount_id)
+
+    @property
+    def retired(self) -> int:
+        """Replaced or dropped backends waiting for their grace period to close."""
+        return len(self._retired)
+
+    def prepare(self, specs: Iterable[MountSpec]) -> None:
+        """Take the master's whole mount set; see the module doc.
+
+        Returns at once: new backends open in background tasks (at most
+        :data:`MAX_PREPARED_MOUNTS` held in all), one flight per mount shared
+        with the reads that come meanwhile.
+        """
+        if self._closed:
+            return
+        wanted = {spec.mount_id: spec for spec in specs}
+        self._listed = frozenset(wanted)
+        for mount_id in [mount_id for mount_id in self._mounts if mount_id not in wanted]:
+            self._drop_gone(mount_id)
+        room = MAX_PREPARED_MOUNTS - len(self._mounts) - len(self._flights)
+        for mount_id, spec in sorted(wanted.items()):
+            current = self._mounts.get(mount_id)
+            if current is not None:
+                if not current.spec.same_source(spec):
+                    self._start_refresh(mount_id)  # GetMount again, then swap the backend
+            elif not self._flights.in_flight(mount_id) and room > 0:
+                room -= 1
+                # The flight starts now, so a read that comes before it ends joins it.
+                flight = self._flights.start(mount_id, partial(self._open, spec, ahead=True))
+                self._spawn(self._prepared(spec, flight))
 
     async def get(self, mount_id: str) -> ResolvedMount:
         """The resolved mount, from the cache or the master.
@@ -185,7 +234,7 @@ class MountResolver:
         self._mounts.clear()
         self._retired.clear()
         for backend in backends:
-            await _close_backend(backend)
+            await self._close_backend(backend)
 
     # ------------------------------------------------------------ internals
 
@@ -195,14 +244,41 @@ class MountResolver:
         existing = self._mounts.get(mount_id)
         if existing is not None:  # a refresh put it there while we waited
             return existing
+        return await self._open(spec)
+
+    async def _open(self, spec: MountSpec, *, ahead: bool = False) -> ResolvedMount:
+        """Open the backend of ``spec`` (in a thread: SDK clients block) and cache it."""
         backend = await asyncio.to_thread(self.backend_factory, spec.uri, spec.options)
         if self._closed:
-            await _close_backend(backend)
+            await self._close_backend(backend)
             raise Unavailable("the worker is shutting down")
         resolved = ResolvedMount(spec, backend, time.monotonic())
-        self._mounts[mount_id] = resolved
-        log.info("mount %s resolved: %s", mount_id, spec.describe())
+        self._mounts[spec.mount_id] = resolved
+        if ahead:
+            self.prepared += 1
+        how = "opened ahead" if ahead else "resolved"
+        log.info("mount %s %s: %s", spec.mount_id, how, spec.describe())
         return resolved
+
+    async def _prepared(self, spec: MountSpec, flight: asyncio.Future[ResolvedMount]) -> None:
+        """Wait for a listed mount's backend opened ahead of its first read; log a failure."""
+        mount_id = spec.mount_id
+        try:
+            await asyncio.shield(flight)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # the first read tries again and reports it
+            log.warning("mount %s (%s): backend not opened ahead: %s", mount_id, spec.uri, error)
+            return
+        if self._listed is not None and mount_id not in self._listed:
+            self._drop_gone(mount_id)  # deleted while its backend was opening
+
+    def _drop_gone(self, mount_id: str) -> None:
+        """Forget a mount whose dataset is gone; its backend closes after a short grace."""
+        old = self._mounts.pop(mount_id, None)
+        if old is not None:
+            log.info("mount %s is gone (%s): dropped", mount_id, old.spec.describe())
+            self._retire(old.backend, GONE_BACKEND_GRACE)
 
     async def _lookup_with_retry(self, mount_id: str) -> MountSpec:
         deadline = time.monotonic() + self.resolve_timeout
@@ -225,9 +301,7 @@ class MountResolver:
         if mount_id in self._refreshing or self._closed:
             return
         self._refreshing.add(mount_id)
-        task = asyncio.ensure_future(self._refresh(mount_id))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._refresh(mount_id))
 
     async def _refresh(self, mount_id: str) -> None:
         """Look a cached mount up again; keep it if the master is away."""
@@ -236,10 +310,7 @@ class MountResolver:
             try:
                 spec = await self.lookup(mount_id)
             except NotFound:
-                old = self._mounts.pop(mount_id, None)
-                if old is not None:
-                    log.info("mount %s is gone (%s): dropped", mount_id, old.spec.describe())
-                    self._retire(old.backend)
+                self._drop_gone(mount_id)
                 return
             except Exception as error:  # the master is away: keep serving the cached mount
                 log.debug("refresh of mount %s failed: %s", mount_id, error)
@@ -255,8 +326,8 @@ class MountResolver:
                 current.resolved_at = time.monotonic()
                 return
             backend = await asyncio.to_thread(self.backend_factory, spec.uri, spec.options)
-            if self._closed:
-                await _close_backend(backend)
+            if self._closed or self._mounts.get(mount_id) is not current:
+                await self._close_backend(backend)  # shutting down, or dropped meanwhile
                 return
             self._mounts[mount_id] = ResolvedMount(spec, backend, time.monotonic())
             log.info("mount %s changed: now %s", mount_id, spec.describe())
@@ -264,23 +335,27 @@ class MountResolver:
         finally:
             self._refreshing.discard(mount_id)
 
-    def _retire(self, backend: UfsBackend) -> None:
+    def _retire(self, backend: UfsBackend, grace: float = RETIRED_BACKEND_GRACE) -> None:
         """Close a replaced backend after a grace period (reads may still use it)."""
         self._retired.append(backend)
 
         async def close_later() -> None:
-            await asyncio.sleep(RETIRED_BACKEND_GRACE)
+            await asyncio.sleep(grace)
             with contextlib.suppress(ValueError):
                 self._retired.remove(backend)
-            await _close_backend(backend)
+            await self._close_backend(backend)
 
-        task = asyncio.ensure_future(close_later())
+        self._spawn(close_later())
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` as a task that :meth:`close` cancels."""
+        task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-
-async def _close_backend(backend: UfsBackend) -> None:
-    try:
-        await backend.close()
-    except Exception:
-        log.warning("closing UFS backend %s failed", backend.uri, exc_info=True)
+    async def _close_backend(self, backend: UfsBackend) -> None:
+        self.backends_closed += 1
+        try:
+            await backend.close()
+        except Exception:
+            log.warning("closing UFS backend %s failed", backend.uri, exc_info=True)

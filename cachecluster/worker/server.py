@@ -6,7 +6,8 @@
 2. the gRPC server: ``WorkerService`` and the standard health service;
 3. the data server on TCP and the Unix socket, over :class:`UfsBlockOpener`;
 4. the Prometheus endpoint (store metrics and data server counters);
-5. the master link (register, heartbeats, block reports, ring);
+5. the master link (register, heartbeats, block reports, ring) and the mount
+   watch (the backends of the master's mounts open before their first read);
 
 then writes ``<home>/endpoint.json`` and serves until SIGTERM or SIGINT (or
 until ``stop`` is set). Shutdown goes in reverse: the master link stops, the
@@ -37,11 +38,13 @@ from cachecluster.common.endpoint_file import remove_endpoint_file, write_endpoi
 from cachecluster.common.errors import ConfigError
 from cachecluster.common.grpc_auth import auth_interceptors, system_token_source
 from cachecluster.protos import common_pb2, master_pb2_grpc, worker_pb2_grpc
+from cachecluster.ufs.registry import start_preload
 from cachecluster.worker.block_store import BlockStore
 from cachecluster.worker.config import WorkerConfig
 from cachecluster.worker.data_server import DataServer
 from cachecluster.worker.master_link import MasterLink
-from cachecluster.worker.metrics import DataServerCollector, WorkerMetrics
+from cachecluster.worker.metrics import DataServerCollector, MountCollector, WorkerMetrics
+from cachecluster.worker.mount_watch import MountWatcher
 from cachecluster.worker.mounts import MasterMountLookup, MountResolver
 from cachecluster.worker.opener import Replicator, UfsBlockOpener
 from cachecluster.worker.placement import RingView
@@ -135,6 +138,7 @@ async def run_worker(config: WorkerConfig, *, stop: asyncio.Event | None = None)
             ) from None
         cleanup.push_async_callback(data_server.close)
         registry.register(DataServerCollector(data_server.stats))
+        registry.register(MountCollector(mounts))
 
         try:
             metrics_server, metrics_thread = await asyncio.to_thread(
@@ -165,6 +169,13 @@ async def run_worker(config: WorkerConfig, *, stop: asyncio.Event | None = None)
         )
         link_task = loop.create_task(link.run(), name="master-link")
         cleanup.push_async_callback(_cancel, link_task)
+        watcher = MountWatcher(
+            master_pb2_grpc.MetadataServiceStub(master_channel),
+            mounts,
+            master_address=config.master,
+        )
+        watch_task = loop.create_task(watcher.run(), name="mount-watch")
+        cleanup.push_async_callback(_cancel, watch_task)
 
         fields: dict[str, Any] = {
             "worker_id": config.worker_id,
@@ -177,6 +188,8 @@ async def run_worker(config: WorkerConfig, *, stop: asyncio.Event | None = None)
             "master": config.master,
         }
         await asyncio.to_thread(write_endpoint_file, config.home, fields)
+        # Ready: now load the UFS SDKs in the background, so a first miss need not.
+        start_preload()
         log.info(
             "%s serving: data %s:%d%s, grpc %d, metrics %d, master %s",
             config.worker_id,

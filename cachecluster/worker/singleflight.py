@@ -42,6 +42,15 @@ class SingleFlight(Generic[K, V]):
         If a call for ``key`` is already in flight, wait for its result (or
         its exception) instead of calling ``work``.
         """
+        # shield: a waiter that is cancelled leaves; the flight goes on for the others.
+        return await asyncio.shield(self.start(key, work))
+
+    def start(self, key: K, work: Callable[[], Awaitable[V]]) -> asyncio.Task[V]:
+        """The task computing ``key``: the one in flight, or ``work()`` started now.
+
+        Does not wait: a caller that starts work ahead of need (and awaits
+        it later, shielded) is joined by the :meth:`do` calls that come meanwhile.
+        """
         task = self._flights.get(key)
         if task is None:
             task = asyncio.ensure_future(work())
@@ -50,8 +59,7 @@ class SingleFlight(Generic[K, V]):
             task.add_done_callback(functools.partial(self._finish, key))
         else:
             self.shared += 1
-        # shield: a waiter that is cancelled leaves; the flight goes on for the others.
-        return await asyncio.shield(task)
+        return task
 
     def in_flight(self, key: K) -> bool:
         """Whether work for ``key`` is running now."""

@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from cachecluster.common.errors import InvalidArgument, InvalidPath, NotFound
+from cachecluster.common.errors import ConfigError, InvalidArgument, InvalidPath, NotFound
 from cachecluster.master.datasets import DatasetRegistry
 from cachecluster.master.metadata import EntryStatus, MetadataCache
+from cachecluster.ufs.base import UfsBackend
+from cachecluster.ufs.registry import create_backend
 from tests.servers.seaweed import SeaweedS3
 
 
@@ -308,5 +310,62 @@ async def test_s3_stat_list_paging_and_sync_interval(s3_server: SeaweedS3, s3_bu
         assert "dir/new.bin" in [e.path for e in listed]
         everything, _ = await cache.list_status("ns", "s3", "", recursive=True)
         assert len(everything) == 7
+    finally:
+        await cache.close()
+
+
+async def test_watch_mounts_sends_the_whole_set_at_once_and_after_each_change(
+    tree: Path,
+) -> None:
+    registry = DatasetRegistry()
+    registry.apply("ns", "a", {"mounts": [{"mountPoint": f"local://{tree}", "name": "m0"}]})
+    cache = MetadataCache(registry)
+    sets: asyncio.Queue[list[str]] = asyncio.Queue()
+
+    async def watch() -> None:
+        async for mounts in cache.watch_mounts():
+            await sets.put([f"{m.dataset}:{m.uri}" for m in mounts])
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        assert await asyncio.wait_for(sets.get(), 5) == [f"a:local://{tree}"]
+        registry.apply("ns", "b", {"mounts": [{"mountPoint": f"local://{tree}/dir", "name": "m"}]})
+        await cache.sync_mounts()
+        assert sorted(await asyncio.wait_for(sets.get(), 5)) == sorted(
+            [f"a:local://{tree}", f"b:local://{tree}/dir"]
+        )
+        await cache.sync_mounts()  # nothing changed: nothing sent
+        registry.delete("ns", "a")
+        await cache.sync_mounts()
+        assert await asyncio.wait_for(sets.get(), 5) == [f"b:local://{tree}/dir"]
+        assert sets.empty()
+        await cache.close()  # ends the watch
+        await asyncio.wait_for(watcher, 5)
+    finally:
+        watcher.cancel()
+        await cache.close()
+
+
+async def test_open_backends_opens_every_mount_ahead_and_logs_a_bad_one(
+    tree: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry = DatasetRegistry()
+    registry.apply("ns", "good", {"mounts": [{"mountPoint": f"local://{tree}", "name": "m0"}]})
+    registry.apply("ns", "bad", {"mounts": [{"mountPoint": f"local://{tree}/dir", "name": "m"}]})
+    made: list[str] = []
+
+    def factory(uri: str, options: Mapping[str, str]) -> UfsBackend:
+        made.append(uri)
+        if uri.endswith("/dir"):
+            raise ConfigError("fs.local.x", "refused for the test")
+        return create_backend(uri, options)
+
+    cache = MetadataCache(registry, backend_factory=factory)
+    try:
+        await cache.open_backends()  # never raises
+        assert sorted(made) == sorted([f"local://{tree}", f"local://{tree}/dir"])
+        assert "backend not opened" in caplog.text and "refused for the test" in caplog.text
+        entry = await cache.get_status("ns", "good", "a.bin")
+        assert entry.size == 10 and len(made) == 2  # the stat used the backend opened ahead
     finally:
         await cache.close()

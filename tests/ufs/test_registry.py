@@ -14,8 +14,10 @@ from cachecluster.ufs.registry import (
     UfsLocation,
     backend_class,
     create_backend,
+    preload,
     register,
     split_uri,
+    start_preload,
     supported_schemes,
 )
 
@@ -86,3 +88,36 @@ def test_register_a_class_and_refuse_a_taken_scheme(monkeypatch: pytest.MonkeyPa
     register("memtest", _MemoryBackend)
     assert "memtest" in supported_schemes()
     assert backend_class("memtest") is _MemoryBackend
+
+
+def test_preload_imports_every_sdk_and_warms_s3_up() -> None:
+    # In a fresh interpreter: the SDKs load, and a first S3 backend then finds botocore's
+    # model loaded (the warm-up made the shared session and its client).
+    code = (
+        "import sys, cachecluster.ufs.registry as r\n"
+        "assert r.preload() == {}, r.preload()\n"
+        "assert 'boto3' in sys.modules and 'oss2' in sys.modules\n"
+        "import cachecluster.ufs.s3 as s3\n"
+        "assert s3._shared_session is not None\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+class _BrokenWarmUp(_MemoryBackend):
+    @classmethod
+    def warm_up(cls) -> None:
+        raise RuntimeError("no data files")
+
+
+def test_preload_reports_what_it_could_not_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(registry, "_TARGETS", dict(registry._TARGETS))
+    monkeypatch.setattr(registry, "_loaded", dict(registry._loaded))
+    register("nosdk", "cachecluster_no_such_sdk.module:Backend")
+    register("brokenwarm", _BrokenWarmUp)
+    failed = preload(["local", "nosdk", "brokenwarm"])
+    assert set(failed) == {"nosdk", "brokenwarm"}
+    assert "no data files" in failed["brokenwarm"]
+    assert "pip install cachecluster_no_such_sdk.module" in failed["nosdk"]
+    thread = start_preload(["nosdk"])  # never raises: the failure is a debug line
+    thread.join(timeout=30)
+    assert not thread.is_alive()

@@ -14,8 +14,9 @@ import dataclasses
 import json
 import os
 import random
+import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 
 import grpc
@@ -23,7 +24,13 @@ import pytest
 
 from cachecluster.client.data_conn import DataConnection
 from cachecluster.common.block_key import BlockKey
-from cachecluster.common.errors import InvalidArgument, NotFound, Unavailable, VersionChanged
+from cachecluster.common.errors import (
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+    UnknownScheme,
+    VersionChanged,
+)
 from cachecluster.common.frames import BlockRef, ReadRequest
 from cachecluster.master.config import MasterConfig
 from cachecluster.master.server import MasterServer
@@ -31,6 +38,7 @@ from cachecluster.protos import master_pb2, master_pb2_grpc
 from cachecluster.ufs.base import UfsBackend
 from cachecluster.ufs.local import file_version
 from cachecluster.ufs.registry import create_backend
+from cachecluster.worker import mounts as mounts_module
 from cachecluster.worker.block_store import BlockStore
 from cachecluster.worker.data_server import DataServer
 from cachecluster.worker.mounts import MasterMountLookup, MountResolver, MountSpec
@@ -203,6 +211,101 @@ async def test_refresh_swaps_changed_options_and_drops_deleted_mounts(tmp_path: 
     finally:
         await resolver.close()
     assert len(factory.made) == 2
+
+
+class SlowFactory(CountingFactory):
+    """A counting factory whose backends take ``delay`` seconds to open (an SDK client)."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+
+    def __call__(self, uri: str, options: Mapping[str, str]) -> UfsBackend:
+        time.sleep(self.delay)  # runs in a thread, as create_backend does
+        return super().__call__(uri, options)
+
+
+async def wait_until(condition: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+async def test_prepare_opens_backends_ahead_and_a_read_joins_the_opening(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    other = "fedcba9876543210"
+    table = MountTable()  # empty: a lookup would fail, so none may happen
+    factory = SlowFactory(0.2)
+    resolver = MountResolver(table, backend_factory=factory)
+    try:
+        resolver.prepare(
+            [MountSpec(MOUNT, f"local://{tmp_path}/a"), MountSpec(other, f"local://{tmp_path}/b")]
+        )
+        resolved = await resolver.get(MOUNT)  # while its backend is opening: joins it
+        assert resolved.spec.uri == f"local://{tmp_path}/a"
+        await wait_until(lambda: len(resolver) == 2, "both mounts open")
+        assert table.calls == 0 and len(factory.made) == 2 and resolver.prepared == 2
+        assert [m.spec.mount_id for m in resolver.mounts()] == sorted([MOUNT, other])
+        resolver.prepare([MountSpec(MOUNT, f"local://{tmp_path}/a")])  # same set: no work
+        assert len(factory.made) == 2
+    finally:
+        await resolver.close()
+    assert resolver.backends_closed == 2
+
+
+async def test_prepare_drops_missing_mounts_and_closes_them_soon(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mounts_module, "GONE_BACKEND_GRACE", 0.05)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    table = MountTable({MOUNT: MountSpec(MOUNT, f"local://{tmp_path}/a")})
+    factory = CountingFactory()
+    resolver = MountResolver(table, backend_factory=factory)
+    try:
+        first = await resolver.get(MOUNT)  # resolved by a read (GetMount)
+        # Changed options in the list: looked up again (the table says b), then swapped.
+        table.specs[MOUNT] = MountSpec(MOUNT, f"local://{tmp_path}/b")
+        resolver.prepare([table.specs[MOUNT]])
+        await wait_until(lambda: resolver.cached(MOUNT) is not first, "the swap")
+        assert resolver.retired == 1 and resolver.backends_closed == 0
+        resolver.prepare([])  # the dataset was deleted
+        assert resolver.cached(MOUNT) is None and resolver.retired == 2
+        await wait_until(lambda: resolver.backends_closed == 1, "the dropped backend closed")
+        assert resolver.retired == 1  # the swapped one keeps its longer grace
+    finally:
+        await resolver.close()
+    assert resolver.backends_closed == 2 and len(factory.made) == 2  # each closed once
+
+
+async def test_a_mount_deleted_while_its_backend_opens_is_not_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mounts_module, "GONE_BACKEND_GRACE", 0.05)
+    factory = SlowFactory(0.3)
+    resolver = MountResolver(MountTable(), backend_factory=factory)
+    try:
+        resolver.prepare([MountSpec(MOUNT, f"local://{tmp_path}")])
+        await asyncio.sleep(0.05)
+        resolver.prepare([])  # deleted before the backend is open
+        await wait_until(lambda: resolver.backends_closed == 1, "the late backend closed")
+        assert resolver.cached(MOUNT) is None and len(factory.made) == 1
+    finally:
+        await resolver.close()
+
+
+async def test_prepare_keeps_a_bad_mount_for_its_first_read_to_report(tmp_path: Path) -> None:
+    table = MountTable()
+    resolver = MountResolver(table)
+    try:
+        resolver.prepare([MountSpec(MOUNT, "nosuchscheme://bucket")])
+        with pytest.raises(UnknownScheme, match="nosuchscheme"):
+            await resolver.get(MOUNT)  # joins the opening and gets its error
+        assert resolver.cached(MOUNT) is None and resolver.prepared == 0 and table.calls == 0
+    finally:
+        await resolver.close()
 
 
 async def test_real_master_resolves_once_it_comes_up(tmp_path: Path, ufs_dir: Path) -> None:
