@@ -39,7 +39,7 @@ from cachecluster.client.cluster_view import Candidate
 from cachecluster.client.data_conn import DataConnectionPool
 from cachecluster.client.master_api import FileInfo
 from cachecluster.client.short_circuit import LocalBlock, ShortCircuitReads
-from cachecluster.common.block_key import BlockKey, block_count
+from cachecluster.common.block_key import BlockKey, block_count, group_blocks
 from cachecluster.common.errors import (
     CacheClusterError,
     InvalidArgument,
@@ -721,29 +721,39 @@ class FileReader:
 
         A batch of :data:`LOCAL_BATCH_BLOCKS`, so that a reader about to read
         there finds them held. For a sequential reader the first
-        ``readahead_blocks`` are fetched by their owners if cold (the
-        read-ahead of a cold file, with the hint that makes an owner fetch
-        the rest of a placement group with them); the others only if held
-        already, so that a cold file is not fetched 64 blocks at once, nor
-        blocks after a random read. ``_asking_ahead`` is set by the caller
-        and cleared when the batch is answered.
+        ``readahead_blocks``, and the first block of the next placement
+        group, are fetched by their owners if cold, with the hint that makes
+        an owner fetch the rest of their group with them: the next group's
+        UFS request (about 70 ms to its first byte from a cold S3 server)
+        then starts a group ahead of the reader, not four blocks. The others
+        only if held already, so that a cold file is not fetched 64 blocks at
+        once, nor blocks after a random read. ``_asking_ahead`` is set by the
+        caller and cleared when the batch is answered.
         """
+        total = block_count(self.size, self.block_size)
+        end = min(total, index + LOCAL_BATCH_BLOCKS)
+        if self._closed or index >= end:
+            self._asking_ahead = False
+            return
+        fetched: list[int] = []
+        if self._sequential:
+            fetched = list(range(index, min(end, index + self.readahead_blocks)))
+            group = group_blocks(self.block_size)
+            following = (index // group + 1) * group
+            if following < end and following not in fetched:
+                fetched.append(following)
+        if_held = [i for i in range(index, end) if i not in fetched]
+        info = self.info
 
         async def ask() -> None:
             try:
                 await asyncio.gather(
-                    self.fetcher.prefetch_local(self.info, indexes[:near], file_blocks=total),
-                    self.fetcher.prefetch_local(self.info, indexes[near:], fetch=False),
+                    self.fetcher.prefetch_blocks([(info, i) for i in fetched], file_blocks=total),
+                    self.fetcher.prefetch_blocks([(info, i) for i in if_held], fetch=False),
                 )
             finally:
                 self._asking_ahead = False
 
-        total = block_count(self.size, self.block_size)
-        indexes = range(index, min(total, index + LOCAL_BATCH_BLOCKS))
-        near = self.readahead_blocks if self._sequential else 0
-        if self._closed or not indexes:
-            self._asking_ahead = False
-            return
         self.fetcher.spawn_quiet(ask())
 
     async def _local_read(self, spans: list[BlockSpan], view: memoryview, readahead: bool) -> bool:
