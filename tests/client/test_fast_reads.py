@@ -14,13 +14,11 @@ import os
 import random
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from cachecluster.client.client import AsyncClient
 from cachecluster.client.cluster_view import LIST_AFTER_MISSES
@@ -38,6 +36,7 @@ from cachecluster.local.cluster_calls import master_channel
 from cachecluster.protos import worker_pb2, worker_pb2_grpc
 from cachecluster.worker.tiers import Medium, TierConfig
 from tests.client.test_short_circuit import BLOCK_SIZE, FILES, _cluster, block_fds, sha
+from tests.metrics import metric_samples
 
 BIG = FILES["big.bin"]
 
@@ -362,13 +361,9 @@ def ufs_reads(cluster: LocalCluster) -> dict[str, float]:
     """The workers' UFS read requests so far, by kind (``block``, ``run``), summed."""
     counts = {"block": 0.0, "run": 0.0}
     for worker in cluster.workers:
-        url = f"http://{worker.host}:{worker.metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as answer:
-            text = answer.read().decode()
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == "cachecluster_worker_ufs_reads_total":
-                    counts[sample.labels["kind"]] += sample.value
+        for sample in metric_samples(worker.metrics_port, worker.host):
+            if sample.name == "cachecluster_worker_ufs_reads_total":
+                counts[sample.labels["kind"]] += sample.value
     return counts
 
 

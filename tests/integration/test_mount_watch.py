@@ -12,12 +12,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from cachecluster.client.client import AsyncClient
 from cachecluster.common.auth import ADMIN_NAMESPACE
@@ -26,6 +24,7 @@ from cachecluster.local.cluster_calls import master_channel
 from cachecluster.protos import master_pb2, master_pb2_grpc
 from cachecluster.worker.tiers import Medium, TierConfig
 from tests.integration.conftest import wait_for
+from tests.metrics import metric_samples
 from tests.servers.seaweed import SeaweedS3
 
 NAMESPACE = "mw"
@@ -36,13 +35,9 @@ DATA = random.Random(7).randbytes(3 * BLOCK_SIZE + 123)
 
 def metrics(worker: WorkerProcess) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """(sample name, sorted labels) -> value, scraped from the worker's metrics port."""
-    url = f"http://127.0.0.1:{worker.metrics_port}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as reply:
-        text = reply.read().decode()
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
+        for sample in metric_samples(worker.metrics_port)
     }
 
 

@@ -17,19 +17,18 @@ import json
 import random
 import re
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from cachecluster.cli.main import main
 from cachecluster.client.sync_client import Client
 from cachecluster.common import auth
 from cachecluster.local.cluster import LocalCluster
 from tests.integration.conftest import held_blocks
+from tests.metrics import metric_samples
 from tests.servers.seaweed import SeaweedS3
 
 BLOCK = 1 << 20
@@ -160,15 +159,11 @@ def counters(cluster: LocalCluster) -> tuple[float, float]:
     """(block hits, bytes fetched from the UFS) summed over the workers' Prometheus counters."""
     hits = fetched = 0.0
     for worker in cluster.workers:
-        url = f"http://{worker.host}:{worker.metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as answer:
-            text = answer.read().decode()
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == "cachecluster_worker_block_hits_total":
-                    hits += sample.value
-                elif sample.name == "cachecluster_worker_bytes_fetched_total":
-                    fetched += sample.value
+        for sample in metric_samples(worker.metrics_port, worker.host):
+            if sample.name == "cachecluster_worker_block_hits_total":
+                hits += sample.value
+            elif sample.name == "cachecluster_worker_bytes_fetched_total":
+                fetched += sample.value
     return hits, fetched
 
 
