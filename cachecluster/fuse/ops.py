@@ -52,8 +52,9 @@ KEEP_MAPPED = 2
 """Mapped blocks a handle keeps (the one being read and the one before, for
 the kernel's read-ahead requests that arrive slightly out of order)."""
 OPEN_PREFETCH = 1 << 20
-"""Files up to this size are fetched whole as soon as they are opened: the
-worker's round trip then overlaps the kernel's turn from OPEN to READ."""
+"""Files up to this size are read whole as soon as they are opened: from the
+block files the client holds (see :func:`_held_whole`), else fetched while the
+kernel turns from OPEN to READ."""
 NEAR_CHUNKS = 8
 """A read within this many chunks of the last one counts as sequential (the
 kernel's concurrent read-ahead requests arrive slightly out of order)."""
@@ -80,6 +81,8 @@ class _Handle:
     file: AsyncFile
     lock: asyncio.Lock
     block_size: int
+    whole: memoryview | None = None
+    """A small file's bytes, read at open from block files the client held."""
     chunks: dict[int, asyncio.Task[memoryview]] = field(default_factory=dict)
     mapped: dict[int, memoryview] = field(default_factory=dict)
     joined: bytearray = field(default_factory=bytearray)
@@ -157,6 +160,22 @@ class _Handle:
         async with self.lock:
             got = await self.file.pread_into(off, buffer)
         return memoryview(buffer)[:got]
+
+
+def _held_whole(file: AsyncFile) -> memoryview | None:
+    """A small file's bytes from block files the client holds already, or None.
+
+    One ``preadv`` on this thread, no round trip to a worker (see
+    :meth:`AsyncFile.read_held`: the blocks are those of the version the
+    file was opened at). The block files of the next files in its folder
+    are then asked for, so that the reader going through the folder finds
+    them held too.
+    """
+    buffer = bytearray(file.size)
+    if file.read_held(0, buffer) != file.size:
+        return None
+    file.ask_siblings()
+    return memoryview(buffer)
 
 
 def _retrieved(task: asyncio.Task[memoryview]) -> None:
@@ -429,8 +448,10 @@ class CacheClusterOperations(pyfuse3.Operations):
             fh = self._next_fh
             self._next_fh += 1
             handle = self._files[fh] = _Handle(file, asyncio.Lock(), block_size)
-            if 0 < file.size <= OPEN_PREFETCH:  # the whole small file, while the kernel turns
-                handle.chunk(0).add_done_callback(_retrieved)  # a read reports its errors
+            if 0 < file.size <= OPEN_PREFETCH:  # the whole small file, held or fetched
+                handle.whole = _held_whole(file)
+                if handle.whole is None:  # fetched while the kernel turns to READ
+                    handle.chunk(0).add_done_callback(_retrieved)  # a read reports its errors
             # Keep the kernel's pages while the version is the one they came from.
             version = file.info.version
             keep = self._cached_version.get(inode) == version
@@ -456,6 +477,8 @@ class CacheClusterOperations(pyfuse3.Operations):
             end = min(off + size, file.size)
             if off >= end:
                 return memoryview(b"")
+            if handle.whole is not None:
+                return handle.whole[off:end]
             index = off // CHUNK
             if index not in handle.chunks:  # else fetched already (a small file, at open)
                 if (end - 1) // handle.block_size == off // handle.block_size:
