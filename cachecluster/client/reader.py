@@ -63,6 +63,8 @@ Their block files are still asked for and held: the first read costs one
 is held is a ``preadv`` on the reader's own thread."""
 LOCAL_BATCH_BLOCKS = 64
 """Block files asked of the same-host workers in one round trip ahead of a reader."""
+MAP_AHEAD_BLOCKS = 2
+"""Held blocks after the one viewed that :meth:`FileReader.local_view` maps in a thread."""
 MAX_FREE_BUFFER_BYTES = 64 * 1024 * 1024
 """Read-ahead buffers a client keeps for reuse, at most (in bytes)."""
 
@@ -357,19 +359,6 @@ class BlockFetcher:
             where = blocks[0][0].path
             log.debug("blocks of %s...: not asked ahead (%s: %s)", where, type(exc).__name__, exc)
 
-    async def map_ahead(self, info: FileInfo, index: int) -> int:
-        """Get (and map) the file of block ``index`` ahead of a reader; its length, 0 if none.
-
-        On a cold cache this makes the owner fetch the block meanwhile.
-        """
-        block = await self.local_block(info, index)
-        if block is None:
-            return 0
-        if block.memory:
-            with contextlib.suppress(OSError, ValueError):
-                block.view()
-        return block.length
-
     async def _from_ufs(
         self, info: FileInfo, block_size: int, index: int, start: int, view: memoryview
     ) -> int:
@@ -418,6 +407,12 @@ class BlockFetcher:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _map_in_thread(block: LocalBlock) -> None:
+    """Map a memory block in a thread; a block retired meanwhile is left unmapped."""
+    with contextlib.suppress(OSError, ValueError):
+        await asyncio.to_thread(block.view)
 
 
 class BufferPool:
@@ -488,7 +483,7 @@ class FileReader:
         self._position = 0
         self._expected = 0  # where a sequential read would start next
         self._window: dict[int, _Prefetch] = {}
-        self._mapped_ahead = -1  # the last block local_view asked ahead for
+        self._mapped_ahead = -1  # the last block local_view had mapped ahead
         self._block_ids: dict[int, str] = {}
         self._asking_ahead = False  # a batch of block files is being asked for (_ask_ahead)
         self._closed = False
@@ -771,12 +766,32 @@ class FileReader:
         return views[0] if len(views) == 1 else memoryview(b"".join(views))
 
     def _map_ahead(self, index: int) -> None:
-        block_total = block_count(self.size, self.block_size)
-        first = max(index + 1, self._mapped_ahead + 1)
-        last = min(index + self.readahead_blocks, block_total - 1)
-        for ahead in range(first, last + 1):
-            self.fetcher.spawn(self.fetcher.map_ahead(self.info, ahead))
-        self._mapped_ahead = max(self._mapped_ahead, last)
+        """After a view of block ``index``: ask for the files of the blocks after it, map the next.
+
+        The files: a batch in one round trip a worker (:meth:`_ask_ahead`:
+        the first ``readahead_blocks`` fetched if cold, the rest only if
+        held), when the block ``readahead_blocks`` on (or the file's last)
+        is not held yet; one ``open`` a block would cost a round trip each on
+        a fresh client. The next :data:`MAP_AHEAD_BLOCKS` held blocks are
+        mapped in a thread (:meth:`LocalBlock.view` populates the pages there,
+        without the GIL), so that the reader finds their mappings made.
+        """
+        local = self.fetcher.local
+        total = block_count(self.size, self.block_size)
+        ahead = min(index + self.readahead_blocks, total - 1)
+        if local is None or ahead <= index:
+            return
+        if not self._asking_ahead and local.held(self._block_id(ahead)) is None:
+            self._asking_ahead = True
+            self._ask_ahead(index + 1)
+        for block_index in range(
+            max(index + 1, self._mapped_ahead + 1), min(index + MAP_AHEAD_BLOCKS, ahead) + 1
+        ):
+            block = local.held(self._block_id(block_index))
+            if block is None or not block.memory:
+                return  # not held yet: asked for, and mapped after a later view
+            self._mapped_ahead = block_index
+            self.fetcher.spawn_quiet(_map_in_thread(block))
 
     def close_now(self) -> bool:
         """Close at once when no read-ahead buffer is in use (any thread); False: :meth:`close`."""
