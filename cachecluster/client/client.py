@@ -163,6 +163,13 @@ class AsyncFile:
         """
         return self._reader.read_held(offset, buf)
 
+    def mapped_view(self, offset: int, size: int) -> memoryview | None:
+        """Bytes in one block from its mapping made already, or None (loop thread only).
+
+        See :meth:`cachecluster.client.reader.FileReader.mapped_view`.
+        """
+        return self._reader.mapped_view(offset, size)
+
     async def local_view(self, offset: int, size: int) -> memoryview | None:
         """Up to ``size`` bytes at ``offset`` without a copy, or None: use :meth:`pread_into`.
 

@@ -26,7 +26,6 @@ buffers (:class:`BufferPool`), and reads are served from them with one
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import logging
 import time
@@ -63,8 +62,6 @@ Their block files are still asked for and held: the first read costs one
 is held is a ``preadv`` on the reader's own thread."""
 LOCAL_BATCH_BLOCKS = 64
 """Block files asked of the same-host workers in one round trip ahead of a reader."""
-MAP_AHEAD_BLOCKS = 2
-"""Held blocks after the one viewed that :meth:`FileReader.local_view` maps in a thread."""
 MAX_FREE_BUFFER_BYTES = 64 * 1024 * 1024
 """Read-ahead buffers a client keeps for reuse, at most (in bytes)."""
 
@@ -409,12 +406,6 @@ class BlockFetcher:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def _map_in_thread(block: LocalBlock) -> None:
-    """Map a memory block in a thread; a block retired meanwhile is left unmapped."""
-    with contextlib.suppress(OSError, ValueError):
-        await asyncio.to_thread(block.view)
-
-
 class BufferPool:
     """Reusable block buffers: touching fresh pages is slow, copying into used ones fast."""
 
@@ -483,7 +474,6 @@ class FileReader:
         self._position = 0
         self._expected = 0  # where a sequential read would start next
         self._window: dict[int, _Prefetch] = {}
-        self._mapped_ahead = -1  # the last block local_view had mapped ahead
         self._block_ids: dict[int, str] = {}
         self._asking_ahead = False  # a batch of block files is being asked for (_ask_ahead)
         self._closed = False
@@ -589,6 +579,30 @@ class FileReader:
             if not sequential:
                 self._drop_window(keep=range(spans[0].block, spans[-1].block + 1))
         return length
+
+    def mapped_view(self, offset: int, size: int) -> memoryview | None:
+        """Up to ``size`` bytes at ``offset`` in one block, from its mapping made already, or None.
+
+        Not a coroutine: a held, fresh block that :meth:`local_view` has
+        mapped before (for this or another reader of the file) gives a view
+        without a round trip and without mapping anew (populating a
+        mapping costs more than copying a block read once). Loop thread only.
+        """
+        local = self.fetcher.local
+        length = min(size, self.size - offset)
+        if local is None or self._closed or offset < 0 or length <= 0:
+            return None
+        index = offset // self.block_size
+        if (offset + length - 1) // self.block_size != index:
+            return None
+        block = local.held(self._block_id(index))
+        if block is None or not block.mapped:
+            return None
+        start = offset - index * self.block_size
+        try:
+            return block.view()[start : start + length]
+        except (OSError, ValueError):  # retired meanwhile
+            return None
 
     def read_held(self, offset: int, buf: memoryview | bytearray) -> int | None:
         """Read at ``offset`` into ``buf`` from block files held already, on this thread.
@@ -766,32 +780,20 @@ class FileReader:
         return views[0] if len(views) == 1 else memoryview(b"".join(views))
 
     def _map_ahead(self, index: int) -> None:
-        """After a view of block ``index``: ask for the files of the blocks after it, map the next.
+        """After a view of block ``index``: ask for the files of the blocks after it.
 
-        The files: a batch in one round trip a worker (:meth:`_ask_ahead`:
-        the first ``readahead_blocks`` fetched if cold, the rest only if
-        held), when the block ``readahead_blocks`` on (or the file's last)
-        is not held yet; one ``open`` a block would cost a round trip each on
-        a fresh client. The next :data:`MAP_AHEAD_BLOCKS` held blocks are
-        mapped in a thread (:meth:`LocalBlock.view` populates the pages there,
-        without the GIL), so that the reader finds their mappings made.
+        A batch in one round trip a worker (:meth:`_ask_ahead`: the first
+        ``readahead_blocks`` fetched if cold, the rest only if held), when
+        the block ``readahead_blocks`` on (or the file's last) is not held
+        yet: one ``open`` a block would cost a round trip each on a fresh client.
         """
         local = self.fetcher.local
-        total = block_count(self.size, self.block_size)
-        ahead = min(index + self.readahead_blocks, total - 1)
-        if local is None or ahead <= index:
+        ahead = min(index + self.readahead_blocks, block_count(self.size, self.block_size) - 1)
+        if local is None or ahead <= index or self._asking_ahead:
             return
-        if not self._asking_ahead and local.held(self._block_id(ahead)) is None:
+        if local.held(self._block_id(ahead)) is None:
             self._asking_ahead = True
             self._ask_ahead(index + 1)
-        for block_index in range(
-            max(index + 1, self._mapped_ahead + 1), min(index + MAP_AHEAD_BLOCKS, ahead) + 1
-        ):
-            block = local.held(self._block_id(block_index))
-            if block is None or not block.memory:
-                return  # not held yet: asked for, and mapped after a later view
-            self._mapped_ahead = block_index
-            self.fetcher.spawn_quiet(_map_in_thread(block))
 
     def close_now(self) -> bool:
         """Close at once when no read-ahead buffer is in use (any thread); False: :meth:`close`."""

@@ -143,34 +143,24 @@ class LocalBlock:
         self.expires = expires
         return True
 
-    def view(self) -> memoryview:
-        """The block's bytes, mapped read-only (memory blocks only: no I/O can fail later).
+    @property
+    def mapped(self) -> bool:
+        """Whether :meth:`view` has mapped the block already (a view then costs nothing)."""
+        return self._mapping is not None
 
-        Safe on any thread: the descriptor is pinned while it is mapped (a
-        thread can map a block ahead of the loop's reader: the pages are
-        populated there, without the GIL). ``OSError`` once retired.
-        """
+    def view(self) -> memoryview:
+        """The block's bytes, mapped read-only (memory blocks only: no I/O can fail later)."""
         if not self.memory:
             raise InvalidArgument(f"block {self.block_id} is not on a memory tier: no mapping")
-        mapping = self._mapping
-        if mapping is None:
-            fd = self._pin()
-            if fd < 0:
-                raise OSError(errno.EBADF, f"block {self.block_id}: its file was closed")
-            try:
-                mapping = mmap.mmap(
-                    fd,
-                    self.length,
-                    flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0),
-                    prot=mmap.PROT_READ,
-                    offset=self._offset,
-                )
-            finally:
-                self._unpin()
-            with self._lock:
-                if self._mapping is None and not self._retired:
-                    self._mapping = mapping
-        return memoryview(mapping)
+        if self._mapping is None:
+            self._mapping = mmap.mmap(
+                self._fd,
+                self.length,
+                flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0),
+                prot=mmap.PROT_READ,
+                offset=self._offset,
+            )
+        return memoryview(self._mapping)
 
     async def read_into(self, start: int, view: memoryview) -> int:
         """Copy the block's bytes from ``start`` into ``view``; fewer where the block ends."""

@@ -2,9 +2,9 @@
 
 Small files are read whole at open from the block files the client was
 passed (asked for in batches ahead of a reader going through a folder); big
-files on a fresh mount are read from blocks asked for in batches and mapped
-ahead in a thread. Every read is compared with the UFS's bytes, also while
-files change or vanish in the UFS under the held blocks.
+files are copied from held block files, on a fresh mount from blocks asked
+for in batches ahead of the reader. Every read is compared with the UFS's
+bytes, also while files change or vanish in the UFS under the held blocks.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def test_small_files_changed_or_removed_while_held_are_never_read_old(
     assert read_all(mount.path, untouched) == {name: sha256(SMALL[name]) for name in untouched}
 
 
-def test_big_file_on_fresh_mounts_is_exact_with_blocks_mapped_ahead(
+def test_big_file_on_fresh_mounts_is_exact_from_blocks_asked_ahead(
     fuse_cluster: FuseCluster, mounter: Mounter, tmp_path: Path
 ) -> None:
     folder = fuse_cluster.apply("tbig", "data", BIG)
@@ -129,14 +129,14 @@ def test_big_file_on_fresh_mounts_is_exact_with_blocks_mapped_ahead(
     want = sha256(BIG[name])
     first = mounter.mount(tmp_path / "m1", "--dataset", "tbig/data", token=token)
     assert sha256((first.path / name).read_bytes()) == want  # cold: the workers fetch it
-    # Fresh mounts over the warm cluster: blocks asked for in batches, mapped ahead.
+    # Fresh mounts over the warm cluster: blocks asked for in batches, copied from.
     for index in range(2):
         mount = mounter.mount(tmp_path / f"f{index}", "--dataset", "tbig/data", token=token)
         path = mount.path / name
         with ThreadPoolExecutor(4) as pool:
             digests = list(pool.map(sha256, pool.map(Path.read_bytes, [path] * 4)))
         assert digests == [want] * 4
-    # Changed in the UFS while its blocks are held and mapped: the new bytes whole, later.
+    # Changed in the UFS while its blocks are held: the new bytes whole, later.
     new = bytes(reversed(BIG[name]))
     (folder / name).write_bytes(new)
     os.utime(folder / name, (1, 2_000_000_000))
