@@ -27,6 +27,7 @@ import errno
 import logging
 import os
 import stat
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -67,6 +68,10 @@ LIST_AFTER_MISSES = 2
 entries, which the client then serves and lists again when they expire) rather
 than one call a file. A single file looked up in a huge folder lists nothing."""
 MAX_FOLDERS_TRACKED = 100_000
+COLD_BLOCK_S = 0.02
+"""A block the client waited this long for was fetched from the UFS: the file is
+being read cold, and its blocks are mapped rather than copied (the mapping is
+made while the reader waits for the UFS anyway, and later reads are views)."""
 
 
 @dataclass(slots=True)
@@ -90,6 +95,8 @@ class _Handle:
     mapped: dict[int, memoryview] = field(default_factory=dict)
     joined: bytearray = field(default_factory=bytearray)
     last: int = 0
+    cold: bool = False
+    """A block took :data:`COLD_BLOCK_S` or more to come: map blocks, don't copy them."""
 
     def near(self, index: int) -> bool:
         return self.last - 1 <= index <= self.last + NEAR_CHUNKS
@@ -141,9 +148,11 @@ class _Handle:
         start = index * self.block_size
         if view is not None or end > start + self.block_size:
             return view
+        began = time.monotonic()
         block = await self.file.local_view(start, min(self.block_size, self.file.size - start))
         if block is None:
             return None
+        self.cold = self.cold or time.monotonic() - began >= COLD_BLOCK_S
         self._keep(index, block)
         return block[off - start : end - start]
 
@@ -158,9 +167,12 @@ class _Handle:
         For blocks not mapped yet: one ``preadv`` a block on this thread into
         the buffer the handle reuses (as :meth:`mapped_copy`: the reply is
         sent before this task yields), no round trip. Cheaper than mapping
-        a block read once: populating a 4 MiB mapping took 1.7 ms here,
-        copying its bytes 1.1 ms, and mapped reads of it again were no cheaper.
+        a block read once (a model after a fresh mount): populating a 4 MiB
+        mapping took 1.7 ms here, copying its bytes 1.1 ms. Not for a file
+        read cold (``cold``): its blocks are mapped for the reads after.
         """
+        if self.cold:
+            return None
         if len(self.joined) < end - off:
             self.joined = bytearray(end - off)
         target = memoryview(self.joined)[: end - off]
