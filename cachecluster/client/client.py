@@ -146,6 +146,14 @@ class AsyncFile:
         finally:
             self._client.ask_siblings(self._reader)
 
+    def ask_siblings(self) -> None:
+        """Ask for the block files of the files after this one in its folder.
+
+        See :meth:`AsyncClient.ask_siblings`; for readers that read it with
+        :meth:`read_held` (which does not ask). On the loop's thread only.
+        """
+        self._client.ask_siblings(self._reader)
+
     def read_held(self, offset: int, buf: memoryview | bytearray) -> int | None:
         """Read at ``offset`` into ``buf`` on this thread from block files held already, or None.
 
@@ -154,6 +162,13 @@ class AsyncFile:
         means "use :meth:`pread_into`". The position does not move.
         """
         return self._reader.read_held(offset, buf)
+
+    def mapped_view(self, offset: int, size: int) -> memoryview | None:
+        """Bytes in one block from its mapping made already, or None (loop thread only).
+
+        See :meth:`cachecluster.client.reader.FileReader.mapped_view`.
+        """
+        return self._reader.mapped_view(offset, size)
 
     async def local_view(self, offset: int, size: int) -> memoryview | None:
         """Up to ``size`` bytes at ``offset`` without a copy, or None: use :meth:`pread_into`.
@@ -253,8 +268,9 @@ class AsyncClient:
             local=ShortCircuitReads() if prefer_unix and short_circuit else None,
         )
         self.buffers = BufferPool()
-        # folder -> (its listing, index of the entry up to which block files were asked for)
-        self._siblings: dict[str, tuple[list[FileInfo], int]] = {}
+        # folder -> (its listing, index of the entry up to which block files were asked
+        # for, each entry's index by path)
+        self._siblings: dict[str, tuple[list[FileInfo], int, dict[str, int]]] = {}
         self._open_files: set[AsyncFile] = set()
         self._closed = False
 
@@ -361,7 +377,11 @@ class AsyncClient:
         if entries is None:
             return
         asked = self._siblings.get(folder)
-        position = next((i for i, e in enumerate(entries) if e.path == info.path), -1)
+        if asked is not None and asked[0] is entries:
+            positions = asked[2]
+        else:  # one pass over a new listing, not one a file read
+            positions = {entry.path: index for index, entry in enumerate(entries)}
+        position = positions.get(info.path, -1)
         if position < 0:
             return
         if asked is not None and asked[0] is entries and position < asked[1] - SIBLING_FILES // 4:
@@ -373,7 +393,7 @@ class AsyncClient:
         ]
         if len(self._siblings) >= 256:
             self._siblings.clear()
-        self._siblings[folder] = (entries, position + 1 + SIBLING_FILES)
+        self._siblings[folder] = (entries, position + 1 + SIBLING_FILES, positions)
         if batch:
             self.fetcher.spawn_quiet(self.fetcher.prefetch_blocks(batch))
 

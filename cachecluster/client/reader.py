@@ -26,7 +26,6 @@ buffers (:class:`BufferPool`), and reads are served from them with one
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import logging
 import time
@@ -322,13 +321,14 @@ class BlockFetcher:
             return None
 
     async def local_view(
-        self, info: FileInfo, index: int, start: int, length: int
+        self, info: FileInfo, index: int, start: int, length: int, *, file_blocks: int = 0
     ) -> memoryview | None:
         """Bytes of block ``index`` without a copy, mapped from its owner's memory tier.
 
         None as for :meth:`local_block`, and for a block not on a memory tier.
+        ``file_blocks``: a sequential reader's hint (the file's block count).
         """
-        block = await self.local_block(info, index)
+        block = await self.local_block(info, index, file_blocks=file_blocks)
         if block is None or not block.memory or start + length > block.length:
             return None
         try:
@@ -391,19 +391,6 @@ class BlockFetcher:
         except (CacheClusterError, OSError) as exc:
             where = blocks[0][0].path
             log.debug("blocks of %s...: not asked ahead (%s: %s)", where, type(exc).__name__, exc)
-
-    async def map_ahead(self, info: FileInfo, index: int) -> int:
-        """Get (and map) the file of block ``index`` ahead of a reader; its length, 0 if none.
-
-        On a cold cache this makes the owner fetch the block meanwhile.
-        """
-        block = await self.local_block(info, index)
-        if block is None:
-            return 0
-        if block.memory:
-            with contextlib.suppress(OSError, ValueError):
-                block.view()
-        return block.length
 
     async def _from_ufs(
         self, info: FileInfo, block_size: int, index: int, start: int, view: memoryview
@@ -524,7 +511,6 @@ class FileReader:
         self._expected = 0  # where a sequential read would start next
         self._sequential = True  # the last read started where the one before ended
         self._window: dict[int, _Prefetch] = {}
-        self._mapped_ahead = -1  # the last block local_view asked ahead for
         self._block_ids: dict[int, str] = {}
         self._asking_ahead = False  # a batch of block files is being asked for (_ask_ahead)
         self._closed = False
@@ -630,6 +616,30 @@ class FileReader:
             if not sequential:
                 self._drop_window(keep=range(spans[0].block, spans[-1].block + 1))
         return length
+
+    def mapped_view(self, offset: int, size: int) -> memoryview | None:
+        """Up to ``size`` bytes at ``offset`` in one block, from its mapping made already, or None.
+
+        Not a coroutine: a held, fresh block that :meth:`local_view` has
+        mapped before (for this or another reader of the file) gives a view
+        without a round trip and without mapping anew (populating a
+        mapping costs more than copying a block read once). Loop thread only.
+        """
+        local = self.fetcher.local
+        length = min(size, self.size - offset)
+        if local is None or self._closed or offset < 0 or length <= 0:
+            return None
+        index = offset // self.block_size
+        if (offset + length - 1) // self.block_size != index:
+            return None
+        block = local.held(self._block_id(index))
+        if block is None or not block.mapped:
+            return None
+        start = offset - index * self.block_size
+        try:
+            return block.view()[start : start + length]
+        except (OSError, ValueError):  # retired meanwhile
+            return None
 
     def read_held(self, offset: int, buf: memoryview | bytearray) -> int | None:
         """Read at ``offset`` into ``buf`` from block files held already, on this thread.
@@ -811,10 +821,18 @@ class FileReader:
         length = min(size, self.size - offset)
         if offset < 0 or length <= 0:
             return None
-        spans = split_range(offset, length, self.size, self.block_size)
+        # The kernel's reads of a sequential reader come a few at a time, a
+        # little out of order: a view within a block of the last one is sequential.
+        block_size = self.block_size
+        self._sequential = abs(offset // block_size - self._expected // block_size) <= 1
+        self._expected = offset + length
+        hint = block_count(self.size, block_size) if self._sequential else 0
+        spans = split_range(offset, length, self.size, block_size)
         views: list[memoryview] = []
         for span in spans:
-            view = await self.fetcher.local_view(self.info, span.block, span.start, span.length)
+            view = await self.fetcher.local_view(
+                self.info, span.block, span.start, span.length, file_blocks=hint
+            )
             if view is None:
                 return None
             views.append(view)
@@ -823,12 +841,20 @@ class FileReader:
         return views[0] if len(views) == 1 else memoryview(b"".join(views))
 
     def _map_ahead(self, index: int) -> None:
-        block_total = block_count(self.size, self.block_size)
-        first = max(index + 1, self._mapped_ahead + 1)
-        last = min(index + self.readahead_blocks, block_total - 1)
-        for ahead in range(first, last + 1):
-            self.fetcher.spawn(self.fetcher.map_ahead(self.info, ahead))
-        self._mapped_ahead = max(self._mapped_ahead, last)
+        """After a view of block ``index``: ask for the files of the blocks after it.
+
+        A batch in one round trip a worker (:meth:`_ask_ahead`: the first
+        ``readahead_blocks`` fetched if cold, the rest only if held), when
+        the block ``readahead_blocks`` on (or the file's last) is not held
+        yet: one ``open`` a block would cost a round trip each on a fresh client.
+        """
+        local = self.fetcher.local
+        ahead = min(index + self.readahead_blocks, block_count(self.size, self.block_size) - 1)
+        if local is None or ahead <= index or self._asking_ahead:
+            return
+        if local.held(self._block_id(ahead)) is None:
+            self._asking_ahead = True
+            self._ask_ahead(index + 1)
 
     def close_now(self) -> bool:
         """Close at once when no read-ahead buffer is in use (any thread); False: :meth:`close`."""

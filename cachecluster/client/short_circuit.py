@@ -143,6 +143,11 @@ class LocalBlock:
         self.expires = expires
         return True
 
+    @property
+    def mapped(self) -> bool:
+        """Whether :meth:`view` has mapped the block already (a view then costs nothing)."""
+        return self._mapping is not None
+
     def view(self) -> memoryview:
         """The block's bytes, mapped read-only (memory blocks only: no I/O can fail later)."""
         if not self.memory:

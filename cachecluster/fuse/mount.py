@@ -187,9 +187,11 @@ async def _serve(options: MountOptions) -> None:
     import pyfuse3.asyncio
 
     from cachecluster.client.client import AsyncClient
+    from cachecluster.fuse import device_wait
     from cachecluster.fuse.ops import CacheClusterOperations, MountView
 
     pyfuse3.asyncio.enable()
+    device_wait.install()
     async with AsyncClient(
         options.master, token=options.token, metadata_ttl=options.metadata_ttl
     ) as client:

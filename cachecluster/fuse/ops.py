@@ -8,8 +8,11 @@ client: its metadata cache and read-ahead are the mount's; errors become an
 errno through :func:`cachecluster.common.error_map.to_errno` and nowhere else.
 Lookups in a folder looked into more than :data:`LIST_AFTER_MISSES` times
 list it once, so a walk over its files costs one master call, not one a file.
-Blocks of a same-host worker's memory tier are answered as views of their
-mappings, kept by the open file for the kernel's next requests.
+Blocks whose files the client holds (passed by a same-host worker) are
+answered without a round trip: as views of their mappings if made already,
+else copied from the files on the loop's thread; others of a worker's memory
+tier are mapped, and the views kept by the open file for the kernel's next
+requests.
 
 Reads are buffered (page cache) by default: ``keep_cache`` keeps a file's
 pages while its version is unchanged, so re-reads never reach Python, and
@@ -24,6 +27,7 @@ import errno
 import logging
 import os
 import stat
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -52,8 +56,9 @@ KEEP_MAPPED = 2
 """Mapped blocks a handle keeps (the one being read and the one before, for
 the kernel's read-ahead requests that arrive slightly out of order)."""
 OPEN_PREFETCH = 1 << 20
-"""Files up to this size are fetched whole as soon as they are opened: the
-worker's round trip then overlaps the kernel's turn from OPEN to READ."""
+"""Files up to this size are read whole as soon as they are opened: from the
+block files the client holds (see :func:`_held_whole`), else fetched while the
+kernel turns from OPEN to READ."""
 NEAR_CHUNKS = 8
 """A read within this many chunks of the last one counts as sequential (the
 kernel's concurrent read-ahead requests arrive slightly out of order)."""
@@ -63,6 +68,10 @@ LIST_AFTER_MISSES = 2
 entries, which the client then serves and lists again when they expire) rather
 than one call a file. A single file looked up in a huge folder lists nothing."""
 MAX_FOLDERS_TRACKED = 100_000
+COLD_BLOCK_S = 0.02
+"""A block the client waited this long for was fetched from the UFS: the file is
+being read cold, and its blocks are mapped rather than copied (the mapping is
+made while the reader waits for the UFS anyway, and later reads are views)."""
 
 
 @dataclass(slots=True)
@@ -80,10 +89,14 @@ class _Handle:
     file: AsyncFile
     lock: asyncio.Lock
     block_size: int
+    whole: memoryview | None = None
+    """A small file's bytes, read at open from block files the client held."""
     chunks: dict[int, asyncio.Task[memoryview]] = field(default_factory=dict)
     mapped: dict[int, memoryview] = field(default_factory=dict)
     joined: bytearray = field(default_factory=bytearray)
     last: int = 0
+    cold: bool = False
+    """A block took :data:`COLD_BLOCK_S` or more to come: map blocks, don't copy them."""
 
     def near(self, index: int) -> bool:
         return self.last - 1 <= index <= self.last + NEAR_CHUNKS
@@ -110,21 +123,60 @@ class _Handle:
             raise
         return memoryview(buffer)[:got]
 
-    async def mapped_range(self, off: int, end: int) -> memoryview | None:
-        """Bytes ``[off, end)`` within one block as a view of its mapping, or None."""
+    def mapping_made(self, off: int, end: int) -> memoryview | None:
+        """Bytes ``[off, end)`` within one block as a view of a mapping made already, or None.
+
+        The handle's own, or one the client made for an earlier reader
+        (:meth:`AsyncFile.mapped_view`): no round trip, nothing mapped anew.
+        """
         index = off // self.block_size
         start = index * self.block_size
         if end > start + self.block_size:
             return None
         block = self.mapped.get(index)
         if block is None:
-            block = await self.file.local_view(start, min(self.block_size, self.file.size - start))
+            block = self.file.mapped_view(start, min(self.block_size, self.file.size - start))
             if block is None:
                 return None
-            self.mapped[index] = block
-            while len(self.mapped) > KEEP_MAPPED:
-                del self.mapped[next(iter(self.mapped))]
+            self._keep(index, block)
         return block[off - start : end - start]
+
+    async def mapped_range(self, off: int, end: int) -> memoryview | None:
+        """Bytes ``[off, end)`` within one block as a view of its mapping (made if need be)."""
+        view = self.mapping_made(off, end)
+        index = off // self.block_size
+        start = index * self.block_size
+        if view is not None or end > start + self.block_size:
+            return view
+        began = time.monotonic()
+        block = await self.file.local_view(start, min(self.block_size, self.file.size - start))
+        if block is None:
+            return None
+        self.cold = self.cold or time.monotonic() - began >= COLD_BLOCK_S
+        self._keep(index, block)
+        return block[off - start : end - start]
+
+    def _keep(self, index: int, block: memoryview) -> None:
+        self.mapped[index] = block
+        while len(self.mapped) > KEEP_MAPPED:
+            del self.mapped[next(iter(self.mapped))]
+
+    def held_copy(self, off: int, end: int) -> memoryview | None:
+        """Bytes ``[off, end)`` copied from block files the client holds, or None.
+
+        For blocks not mapped yet: one ``preadv`` a block on this thread into
+        the buffer the handle reuses (as :meth:`mapped_copy`: the reply is
+        sent before this task yields), no round trip. Cheaper than mapping
+        a block read once (a model after a fresh mount): populating a 4 MiB
+        mapping took 1.7 ms here, copying its bytes 1.1 ms. Not for a file
+        read cold (``cold``): its blocks are mapped for the reads after.
+        """
+        if self.cold:
+            return None
+        if len(self.joined) < end - off:
+            self.joined = bytearray(end - off)
+        target = memoryview(self.joined)[: end - off]
+        return target if self.file.read_held(off, target) == end - off else None
 
     async def mapped_copy(self, off: int, end: int) -> memoryview | None:
         """Bytes ``[off, end)`` over block ends, copied from their mappings, or None.
@@ -157,6 +209,22 @@ class _Handle:
         async with self.lock:
             got = await self.file.pread_into(off, buffer)
         return memoryview(buffer)[:got]
+
+
+def _held_whole(file: AsyncFile) -> memoryview | None:
+    """A small file's bytes from block files the client holds already, or None.
+
+    One ``preadv`` on this thread, no round trip to a worker (see
+    :meth:`AsyncFile.read_held`: the blocks are those of the version the
+    file was opened at). The block files of the next files in its folder
+    are then asked for, so that the reader going through the folder finds
+    them held too.
+    """
+    buffer = bytearray(file.size)
+    if file.read_held(0, buffer) != file.size:
+        return None
+    file.ask_siblings()
+    return memoryview(buffer)
 
 
 def _retrieved(task: asyncio.Task[memoryview]) -> None:
@@ -429,8 +497,10 @@ class CacheClusterOperations(pyfuse3.Operations):
             fh = self._next_fh
             self._next_fh += 1
             handle = self._files[fh] = _Handle(file, asyncio.Lock(), block_size)
-            if 0 < file.size <= OPEN_PREFETCH:  # the whole small file, while the kernel turns
-                handle.chunk(0).add_done_callback(_retrieved)  # a read reports its errors
+            if 0 < file.size <= OPEN_PREFETCH:  # the whole small file, held or fetched
+                handle.whole = _held_whole(file)
+                if handle.whole is None:  # fetched while the kernel turns to READ
+                    handle.chunk(0).add_done_callback(_retrieved)  # a read reports its errors
             # Keep the kernel's pages while the version is the one they came from.
             version = file.info.version
             keep = self._cached_version.get(inode) == version
@@ -456,8 +526,13 @@ class CacheClusterOperations(pyfuse3.Operations):
             end = min(off + size, file.size)
             if off >= end:
                 return memoryview(b"")
+            if handle.whole is not None:
+                return handle.whole[off:end]
             index = off // CHUNK
             if index not in handle.chunks:  # else fetched already (a small file, at open)
+                held = handle.mapping_made(off, end) or handle.held_copy(off, end)
+                if held is not None:  # from a block file held: no round trip
+                    return held
                 if (end - 1) // handle.block_size == off // handle.block_size:
                     mapped = await handle.mapped_range(off, end)
                 else:  # over a block end: one copy

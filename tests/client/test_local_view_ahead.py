@@ -1,0 +1,90 @@
+"""``FileReader.local_view`` (the FUSE mount's zero-copy reads) ahead of its reader.
+
+A fresh client viewing a file block by block asks for the files of the
+blocks after it in batches (one round trip a worker, not one ``open`` a
+block); every view is compared with the UFS's bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cachecluster.client.client import AsyncClient
+from cachecluster.client.short_circuit import FdChannel, ShortCircuitReads
+from cachecluster.common.frames import BlockRef, FdGrant
+from cachecluster.local.cluster import LocalCluster
+from cachecluster.worker.tiers import Medium, TierConfig
+
+BLOCK_SIZE = 1 << 20
+BLOCKS = 24
+DATA = random.Random(3).randbytes(BLOCKS * BLOCK_SIZE - 999)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    root = tmp_path_factory.mktemp("view-ahead")
+    (root / "ufs").mkdir()
+    (root / "ufs" / "model.bin").write_bytes(DATA)
+    with LocalCluster(
+        root / "home",
+        workers=2,
+        tiers=[TierConfig(Medium.MEM, str(root / "tier"), 256 << 20)],
+        block_size=BLOCK_SIZE,
+        replicas=1,
+    ) as made:
+        made.apply_dataset("a", "ds", f"local://{root / 'ufs'}")
+        yield made
+
+
+@pytest.fixture(autouse=True)
+def no_ambient_token(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("CACHECLUSTER_TOKEN", raising=False)
+    monkeypatch.setenv("CACHECLUSTER_HOME", str(tmp_path / "no-home"))
+
+
+def local_of(client: AsyncClient) -> ShortCircuitReads:
+    local = client.fetcher.local
+    assert local is not None
+    return local
+
+
+async def test_fresh_client_views_blocks_asked_for_in_batches(
+    cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with AsyncClient(cluster.master_address) as warm:  # every block cached by its owner
+        assert hashlib.sha256(await warm.cat("a/ds/model.bin")).digest() == (
+            hashlib.sha256(DATA).digest()
+        )
+    asks: list[int] = []  # blocks in each ``open`` round trip (the real channel, counted)
+    real_ask = FdChannel.ask
+
+    async def counted_ask(
+        self: FdChannel,
+        blocks: list[tuple[str, BlockRef]],
+        cap: bytes | None,
+        *,
+        cached_only: bool = False,
+    ) -> list[asyncio.Future[tuple[FdGrant, int | None]]]:
+        asks.append(len(blocks))
+        return await real_ask(self, blocks, cap, cached_only=cached_only)
+
+    monkeypatch.setattr(FdChannel, "ask", counted_ask)
+    async with AsyncClient(cluster.master_address) as client:
+        local = local_of(client)
+        async with await client.open("a/ds/model.bin") as file:
+            for index in range(BLOCKS):
+                start = index * BLOCK_SIZE
+                view = await file.local_view(start, BLOCK_SIZE)
+                assert view is not None and view.readonly
+                assert bytes(view) == DATA[start : start + BLOCK_SIZE]
+        # One open for each of the first two blocks, then batches of the rest (a part
+        # fetched if cold, a part only if cached, a batch a worker): not one a block.
+        assert sum(asks) >= BLOCKS
+        assert len(asks) <= 6, asks
+        assert local.stats.opens == BLOCKS
