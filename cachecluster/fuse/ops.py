@@ -280,6 +280,7 @@ class CacheClusterOperations(pyfuse3.Operations):
         self._dirs: dict[int, list[tuple[str, FileInfo]]] = {}
         self._next_fh = 1
         self._cached_version: dict[int, str] = {}
+        self._told_size: dict[int, int] = {}  # inode -> the file size the kernel was told
         self._listed: set[str] = set()  # folders listed once: the client lists them again
         self._misses: dict[str, int] = {}  # folder -> lookups in it not yet listed
         self._uid = os.getuid()
@@ -330,6 +331,8 @@ class CacheClusterOperations(pyfuse3.Operations):
         attr.st_uid = self._uid
         attr.st_gid = self._gid
         attr.st_size = info.size
+        if not info.is_dir:
+            self._told_size[inode] = info.size
         attr.st_blksize = 1 << 20
         attr.st_blocks = (info.size + BLOCK_UNIT - 1) // BLOCK_UNIT
         mtime_ns = int(info.mtime * 1e9)
@@ -471,6 +474,7 @@ class CacheClusterOperations(pyfuse3.Operations):
             if relative is not None and self._inodes.get(relative) == inode:
                 del self._inodes[relative]
             self._cached_version.pop(inode, None)
+            self._told_size.pop(inode, None)
 
     async def releasedir(self, fh: pyfuse3.FileHandleT) -> None:
         self._dirs.pop(fh, None)
@@ -493,6 +497,7 @@ class CacheClusterOperations(pyfuse3.Operations):
 
         async def run() -> pyfuse3.FileInfo:
             file = await self.client.open(self.view.full(relative))
+            self._tell_size(inode, file.size)
             block_size = await self.client.block_size()
             fh = self._next_fh
             self._next_fh += 1
@@ -513,6 +518,24 @@ class CacheClusterOperations(pyfuse3.Operations):
             )
 
         return await self._call(f"open {relative}", run)
+
+    def _tell_size(self, inode: pyfuse3.InodeT, size: int) -> None:
+        """The file opened has another size than the kernel was told: its attributes go stale.
+
+        The kernel ends reads at the size it holds (for up to ``attr_timeout``):
+        a file changed in the UFS since then would read as the new bytes cut
+        at the old length, neither version. Invalidated, the kernel asks
+        ``getattr`` before it uses the size again (a ``read`` past it, an
+        ``fstat``), and gets the opened version's.
+        """
+        told = self._told_size.get(inode)
+        if told is None or told == size:
+            return
+        self._told_size[inode] = size
+        try:
+            pyfuse3.invalidate_inode(inode, attr_only=True)
+        except OSError as exc:  # the kernel forgot the inode meanwhile: nothing stale
+            log.debug("attributes of inode %d not invalidated: %s", inode, exc)
 
     async def read(  # type: ignore[override]  # any buffer: pyfuse3 takes a memoryview
         self, fh: pyfuse3.FileHandleT, off: int, size: int

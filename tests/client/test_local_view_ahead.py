@@ -70,9 +70,10 @@ async def test_fresh_client_views_blocks_asked_for_in_batches(
         cap: bytes | None,
         *,
         cached_only: bool = False,
+        file_blocks: int = 0,
     ) -> list[asyncio.Future[tuple[FdGrant, int | None]]]:
         asks.append(len(blocks))
-        return await real_ask(self, blocks, cap, cached_only=cached_only)
+        return await real_ask(self, blocks, cap, cached_only=cached_only, file_blocks=file_blocks)
 
     monkeypatch.setattr(FdChannel, "ask", counted_ask)
     async with AsyncClient(cluster.master_address) as client:
