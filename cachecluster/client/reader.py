@@ -726,6 +726,16 @@ class FileReader:
             return -1
         return last + 1
 
+    def _hint(self, sequential: bool) -> int:
+        """The ``file_blocks`` hint of a read: the file's block count when it is sequential.
+
+        None (0) without read-ahead: a reader that asked for none gets no
+        blocks fetched ahead by their owners either.
+        """
+        if not sequential or not self.readahead_blocks:
+            return 0
+        return block_count(self.size, self.block_size)
+
     def _ask_ahead(self, index: int) -> None:
         """Ask (in the background, on the loop) for the files of the blocks from ``index`` on.
 
@@ -775,7 +785,7 @@ class FileReader:
         """
         start = spans[0].block * self.block_size + spans[0].start
         sequential = readahead and start == self._expected
-        hint = block_count(self.size, self.block_size) if sequential else 0
+        hint = self._hint(sequential)
         if len(spans) > 1:
             indexes = range(spans[0].block, spans[-1].block + 1)
             await self.fetcher.prefetch_local(self.info, indexes, file_blocks=hint)
@@ -826,7 +836,7 @@ class FileReader:
         block_size = self.block_size
         self._sequential = abs(offset // block_size - self._expected // block_size) <= 1
         self._expected = offset + length
-        hint = block_count(self.size, block_size) if self._sequential else 0
+        hint = self._hint(self._sequential)
         spans = split_range(offset, length, self.size, block_size)
         views: list[memoryview] = []
         for span in spans:

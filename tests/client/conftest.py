@@ -236,3 +236,10 @@ def fresh_cluster(tmp_path: Path) -> Iterator[Cluster]:
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture
+def no_ambient_token(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No token from the environment or ``~/.cachecluster``: each test passes its own."""
+    monkeypatch.delenv("CACHECLUSTER_TOKEN", raising=False)
+    monkeypatch.setenv("CACHECLUSTER_HOME", str(tmp_path / "no-home"))

@@ -49,10 +49,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         yield cluster
 
 
-@pytest.fixture(autouse=True)
-def no_ambient_token(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.delenv("CACHECLUSTER_TOKEN", raising=False)
-    monkeypatch.setenv("CACHECLUSTER_HOME", str(tmp_path / "no-home"))
+pytestmark = pytest.mark.usefixtures("no_ambient_token")
 
 
 def local_of(client: Client) -> ShortCircuitReads:
