@@ -1,13 +1,14 @@
-"""The ceiling of any warm cache: the objects as files on tmpfs, read in the bench's process.
+"""A reference for the warm rows: the objects as files on tmpfs, read in the bench's process.
 
-Not a system anyone mounts: a reference measured in the same run. Whatever
-a cache does, its warm read ends in a copy from RAM into the reader's
-buffer; here that copy is all there is (``os.preadv`` of a tmpfs file, in
-the reading thread). On 2 cores, 4 threads copying from tmpfs top out near
-10 GB/s: a warm row whose target lies above this figure cannot be met by
-any cache on this machine. The files are written at start from the seed
-(the same bytes as the objects, :mod:`bench.peers.data`), so there is no
-cold read; the rows that need one are not run.
+Not a system anyone mounts: what a cache in RAM amounts to without any cache
+system, measured in the same run (``os.preadv``/``readinto`` of a tmpfs file
+in the reading thread). Every warm read ends in such a copy from RAM into the
+reader's buffer, so a warm target far above this figure asks for more than
+copying bytes from RAM gives on this machine. It is not a strict ceiling: a
+cache's own reads of its tmpfs block files can come out a little faster or
+slower in a run. The files are written at start from the seed (the same
+bytes as the objects, :mod:`bench.peers.data`), so there is no cold read; the
+rows that need one are not run.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class TmpfsCopy(MountSystem):
     """The objects written to a tmpfs folder; read, listed and stat-ed with POSIX calls."""
 
     name = "tmpfs-copy"
-    label = "ceiling: the objects as tmpfs files, read in-process"
+    label = "reference: the objects as tmpfs files, read in-process"
     cold_how = "no cold read (a reference, not a cache)"
     skips = {"seq_cold": NO_COLD, "small_cold": NO_COLD, "model_cold": NO_COLD}
 

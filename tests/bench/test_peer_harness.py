@@ -147,7 +147,7 @@ def test_tiny_suite_fills_every_cell_and_leaves_nothing_behind(
     kinds = cache_kinds(document)
     assert {kinds[name] for name in PEERS} == {"disk"}
     assert {kinds[name] for name in OURS} == {"tmpfs"}  # the MEM tier, in both modes
-    assert kinds["tmpfs-copy"] == "tmpfs"  # the ceiling: the objects as tmpfs files
+    assert kinds["tmpfs-copy"] == "tmpfs"  # the reference: the objects as tmpfs files
     assert {kinds[name] for name in NO_CACHE} == {None}
     for name in PEERS:
         assert document["systems"][name]["cache"]["medium"]["path"].startswith(str(disk_dir))
@@ -165,7 +165,7 @@ def test_tiny_suite_fills_every_cell_and_leaves_nothing_behind(
     for workload in WORKLOADS:
         assert workload.title in page
     assert page.count("cache on: disk (") == len(PEERS)
-    assert "the tmpfs-copy ceiling is" in page  # each warm target set against it
+    assert "a plain tmpfs read (tmpfs-copy) is" in page  # each warm target set against it
 
 
 def test_tiny_suite_with_every_cache_on_tmpfs(tmp_path: Path, shm_dir: Path) -> None:
