@@ -8,9 +8,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 
-def metrics_text(port: object, host: str = "127.0.0.1") -> str:
+def metrics_text(port: object, host: str = "127.0.0.1", timeout: float = 5.0) -> str:
     """The text a process's ``/metrics`` endpoint serves."""
-    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as reply:
+    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=timeout) as reply:
         return str(reply.read().decode())
 
 

@@ -15,10 +15,11 @@ from collections.abc import Iterator
 import pytest
 
 from cachecluster.client.client import AsyncClient
-from cachecluster.client.short_circuit import FdChannel, ShortCircuitReads
+from cachecluster.client.short_circuit import FdChannel
 from cachecluster.common.frames import BlockRef, FdGrant
 from cachecluster.local.cluster import LocalCluster
 from cachecluster.worker.tiers import Medium, TierConfig
+from tests.client.test_short_circuit import local_of
 
 BLOCK_SIZE = 1 << 20
 BLOCKS = 24
@@ -42,12 +43,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
 
 
 pytestmark = pytest.mark.usefixtures("no_ambient_token")
-
-
-def local_of(client: AsyncClient) -> ShortCircuitReads:
-    local = client.fetcher.local
-    assert local is not None
-    return local
 
 
 async def test_fresh_client_views_blocks_asked_for_in_batches(

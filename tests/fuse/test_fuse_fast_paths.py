@@ -10,7 +10,6 @@ import mmap
 import os
 import random
 import re
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from tests.fuse.conftest import (
     sha256,
     wait_until,
 )
+from tests.metrics import metrics_text
 
 FOLDERS = 3
 PER_FOLDER = 40
@@ -35,9 +35,7 @@ SMALL = generate(
 
 def master_calls(fuse_cluster: FuseCluster, method: str) -> int:
     """How many ``method`` calls the master has answered (every status code)."""
-    port = fuse_cluster.cluster.master.port("metrics_port")
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
-        text = answer.read().decode()
+    text = metrics_text(fuse_cluster.cluster.master.port("metrics_port"), timeout=10)
     pattern = rf'^cachecluster_master_rpcs_total{{code="[A-Z_]+",method="{method}"}} ([0-9.]+)$'
     return int(sum(float(found) for found in re.findall(pattern, text, re.MULTILINE)))
 

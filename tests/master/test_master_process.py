@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from cachecluster.cli.main import main
 from cachecluster.common.endpoint_file import ENDPOINT_FILE, wait_endpoint_file
 from cachecluster.protos import common_pb2, master_pb2, master_pb2_grpc
+from tests.metrics import metrics_text
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -83,11 +83,6 @@ def start_master(tmp_path: Path) -> Iterator[type[MasterProcess]]:
 async def cli(argv: list[str]) -> int:
     """Run ``cachecluster ARGV`` in this process (in a thread: it runs its own event loop)."""
     return await asyncio.to_thread(main, argv)
-
-
-def scrape(port: object) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        return str(response.read().decode())
 
 
 async def test_master_process_serves_and_stops_on_sigterm(
@@ -151,7 +146,7 @@ async def test_master_process_serves_and_stops_on_sigterm(
     assert await cli(["dataset", "rm", "ns/cli", "--master", address]) == 66
     capsys.readouterr()
 
-    metrics = await asyncio.to_thread(scrape, endpoint["metrics_port"])
+    metrics = await asyncio.to_thread(metrics_text, endpoint["metrics_port"])
     assert 'cachecluster_master_rpcs_total{code="NOT_FOUND",method="GetMount"} 1.0' in metrics
     assert 'cachecluster_master_rpcs_total{code="OK",method="GetRing"} 2.0' in metrics
     assert 'cachecluster_master_workers{state="active"} 1.0' in metrics

@@ -20,7 +20,6 @@ import signal
 import socket
 import subprocess
 import sys
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ from cachecluster.common.errors import ConfigError
 from cachecluster.common.frames import BlockRef
 from cachecluster.protos import master_pb2, master_pb2_grpc, worker_pb2, worker_pb2_grpc
 from cachecluster.worker.config import build_worker_config
+from tests.metrics import metrics_text
 
 BLOCK = 64 * 1024
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR) worker ")
@@ -203,12 +203,6 @@ async def wait_master_view(
         await asyncio.sleep(0.1)
 
 
-def scrape(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
-        text: str = reply.read().decode()
-    return text
-
-
 async def test_worker_process_serves_stops_and_restarts_with_its_disk_blocks(
     processes: Processes, tmp_path: Path
 ) -> None:
@@ -245,7 +239,7 @@ async def test_worker_process_serves_stops_and_restarts_with_its_disk_blocks(
     assert (stats.counters.misses, stats.counters.hits) == (4, 4)
     assert stats.counters.bytes_fetched == len(data)
     assert stats.block_count == 4 and stats.tiers[0].used_bytes > len(data)
-    metrics = await asyncio.to_thread(scrape, endpoint["metrics_port"])
+    metrics = await asyncio.to_thread(metrics_text, endpoint["metrics_port"])
     assert "cachecluster_worker_data_requests_total 8.0" in metrics
     assert f"cachecluster_worker_bytes_fetched_total {float(len(data))}" in metrics
     await wait_master_view(address, worker_id, endpoint["incarnation"], 4)
