@@ -163,15 +163,14 @@ class BlockFetcher:
         start: int,
         view: memoryview,
         *,
-        sequential: bool = False,
+        file_blocks: int = 0,
     ) -> int:
         """Fill ``view`` with the bytes at ``start`` of block ``index`` of ``info``.
 
         ``view`` must not reach past the block or the file. Returns ``len(view)``.
-        ``sequential``: the reader goes on to the blocks after this one (a hint
-        that makes a worker fetch them with this one on a miss).
+        ``file_blocks``: a sequential reader's hint (the file's block count), which
+        makes a worker fetch the blocks after this one with it on a miss.
         """
-        file_blocks = block_count(info.size, block_size) if sequential else 0
         expected = len(view)
         if expected == 0:
             return 0
@@ -886,7 +885,9 @@ class FileReader:
         buffer = self.buffers.get(self.block_size)
         view = memoryview(buffer)[:length]
         task = self.fetcher.spawn(
-            self.fetcher.read(self.info, self.block_size, index, 0, view, sequential=True)
+            self.fetcher.read(
+                self.info, self.block_size, index, 0, view, file_blocks=self._hint(True)
+            )
         )
         entry = _Prefetch(index, buffer, length, task)
 
