@@ -29,6 +29,9 @@ def cmd_mount(args: argparse.Namespace) -> int:
         log_file=args.log_file,
     )
     if args.foreground:
+        from cachecluster.common.gc_tuning import tune_for_server
+
+        tune_for_server()
         serve(options)
         return 0
     pid = mount_background(options)
