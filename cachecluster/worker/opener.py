@@ -70,7 +70,7 @@ from cachecluster.worker.block_runs import max_run_blocks
 from cachecluster.worker.block_store import BlockStore
 from cachecluster.worker.mounts import MountResolver
 from cachecluster.worker.placement import RingView
-from cachecluster.worker.read_runs import BlockRun, MissTracker, run_keys
+from cachecluster.worker.read_runs import BlockBuffer, BlockRun, MissTracker, run_keys
 
 log = logging.getLogger("cachecluster.worker.opener")
 
@@ -343,7 +343,7 @@ class UfsBlockOpener:
         if self.store.contains(block_id):
             return LoadOutcome(block_id, True, 0)
         fetched = 0
-        buffer: bytearray | None = None
+        buffer: BlockBuffer | None = None
 
         async def loader() -> memoryview:
             nonlocal fetched, buffer
@@ -475,7 +475,7 @@ class UfsBlockOpener:
             if owners and owners[0] == self.ring.worker_id:
                 self.replicator.submit(block_id, key, ufs_uri, offset, count, owners[1:])
 
-    async def fetch(self, key: BlockKey, buffer: bytearray | None = None) -> memoryview:
+    async def fetch(self, key: BlockKey, buffer: BlockBuffer | None = None) -> memoryview:
         """Read block ``key`` from its UFS: ``block_size`` bytes, fewer at the end of the file.
 
         Runs at most once per block at a time (it is the store's loader).
@@ -556,23 +556,26 @@ async def _outcome(
 class BufferPool:
     """Block buffers for UFS reads, reused: touching fresh pages costs more than the copy.
 
-    At most ``max_idle`` buffers are kept between uses (``max_idle`` x the
-    block size of memory); a buffer of another size is dropped.
+    A new buffer is an anonymous mapping: its pages cost only when a read
+    writes them (a ``bytearray`` zeroed all of them first, also the unused
+    end of a file's last block). At most ``max_idle`` buffers are kept
+    between uses (``max_idle`` x the block size of memory); a buffer of
+    another size is dropped.
     """
 
     def __init__(self, max_idle: int = MAX_IDLE_BUFFERS) -> None:
         self.max_idle = max_idle
-        self._idle: list[bytearray] = []
+        self._idle: list[BlockBuffer] = []
 
-    def acquire(self, size: int) -> bytearray:
+    def acquire(self, size: int) -> BlockBuffer:
         """A buffer of ``size`` bytes (its contents are stale)."""
         while self._idle:
             buffer = self._idle.pop()
             if len(buffer) == size:
                 return buffer
-        return bytearray(size)
+        return mmap.mmap(-1, size)
 
-    def release(self, buffer: bytearray) -> None:
+    def release(self, buffer: BlockBuffer) -> None:
         """Give a buffer back; nobody may use it afterwards."""
         if len(self._idle) < self.max_idle:
             self._idle.append(buffer)

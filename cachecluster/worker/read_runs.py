@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import mmap
 from collections.abc import Callable, Sequence
 
 from cachecluster.common.block_key import BlockKey
@@ -37,6 +38,9 @@ SEQUENTIAL_WINDOW_S = 2.0
 """Seconds a miss counts as the previous one of a sequential reader."""
 MAX_TRACKED_FILES = 1024
 """Files whose last miss is remembered (least recently missed forgotten first)."""
+
+BlockBuffer = bytearray | mmap.mmap
+"""Where a block's bytes are received: a writable buffer at least a block long."""
 
 _FileId = tuple[str, str, str]
 
@@ -85,7 +89,7 @@ class BlockRun:
     """
 
     def __init__(
-        self, keys: Sequence[BlockKey], block_size: int, buffers: Sequence[bytearray]
+        self, keys: Sequence[BlockKey], block_size: int, buffers: Sequence[BlockBuffer]
     ) -> None:
         if len(keys) != len(buffers) or not keys:
             raise ValueError("a run needs one buffer a block, and at least one block")
