@@ -383,17 +383,27 @@ class MetadataCache:
         return listing
 
     async def _ufs_stat(self, mount: MountInfo, mount_path: str) -> FileStatus:
+        """The status of ``mount_path``: from its folder's listing, a cached stat, or the UFS.
+
+        A folder listed after the path's cached stat was taken, without the
+        path in it, outdates that stat: the path was removed (or renamed)
+        since. Then the UFS is asked again, so that a removed file is not
+        found in one call and served from the older stat in the next.
+        """
         now = self._clock()
         parent = posixpath.dirname(mount_path)
         listing = self._listings.get((mount.mount_id, parent, False))
+        listed_since = 0.0  # a fresh listing of the folder without the path: when it expires
         if listing is not None and listing.expires_at > now and mount_path:
             index = bisect.bisect_left(listing.paths, mount_path)
             if index < len(listing.paths) and listing.paths[index] == mount_path:
                 self.counters.stat_hits += 1
                 return listing.entries[index]
+            listed_since = listing.expires_at
         key = (mount.mount_id, mount_path)
         cached = self._stats.get(key)
-        if cached is not None and cached[1] > now:
+        # Entries expire a sync interval after they were taken: the later expiry is the newer.
+        if cached is not None and cached[1] > now and not (cached[0] and listed_since > cached[1]):
             self.counters.stat_hits += 1
             self._stats.move_to_end(key)
             if cached[0] is None:

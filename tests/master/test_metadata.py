@@ -369,3 +369,28 @@ async def test_open_backends_opens_every_mount_ahead_and_logs_a_bad_one(
         assert entry.size == 10 and len(made) == 2  # the stat used the backend opened ahead
     finally:
         await cache.close()
+
+
+async def test_a_listing_newer_than_a_cached_stat_outdates_it(
+    local: MetadataCache, tree: Path, clock: FakeClock
+) -> None:
+    """A file removed in the UFS is not found by a listing, then served from an older stat."""
+    assert (await local.get_status("ns", "ds", "dir/b.txt")).size == 1  # stat cached
+    (tree / "dir" / "b.txt").unlink()
+    clock.now += 10
+    assert "dir/b.txt" not in [e.path for e in await list_all(local, "dir")]  # a fresh listing
+    with pytest.raises(NotFound):
+        await local.get_status("ns", "ds", "dir/b.txt")
+
+
+async def test_a_stat_newer_than_the_listing_is_kept(
+    local: MetadataCache, tree: Path, clock: FakeClock
+) -> None:
+    """A file made after its folder was listed is found, and its stat is cached."""
+    await list_all(local, "dir")
+    clock.now += 5
+    write(tree / "dir" / "new.txt", b"new")
+    assert (await local.get_status("ns", "ds", "dir/new.txt")).size == 3
+    misses = local.counters.stat_misses
+    assert (await local.get_status("ns", "ds", "dir/new.txt")).size == 3
+    assert local.counters.stat_misses == misses  # from the cached stat, not the UFS again
