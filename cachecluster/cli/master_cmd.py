@@ -70,11 +70,11 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Validate the flags and run the master under uvloop until it is told to stop."""
-    from cachecluster.common.gc_tuning import tune_for_server
+    from cachecluster.common.server_process import prepare_server_process
     from cachecluster.master.server import run_master
 
     setup_service_logging("master", getattr(args, "verbose", False))
     config = MasterConfig.from_args(args, default_home=resolve_home(None) / "master")
-    tune_for_server()
+    prepare_server_process()
     uvloop.run(run_master(config))
     return 0

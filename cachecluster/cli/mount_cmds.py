@@ -29,9 +29,9 @@ def cmd_mount(args: argparse.Namespace) -> int:
         log_file=args.log_file,
     )
     if args.foreground:
-        from cachecluster.common.gc_tuning import tune_for_server
+        from cachecluster.common.server_process import prepare_server_process
 
-        tune_for_server()
+        prepare_server_process()
         serve(options)
         return 0
     pid = mount_background(options)

@@ -108,11 +108,11 @@ def run(args: argparse.Namespace) -> int:
     """Build the configuration from the flags and run the worker on uvloop until stopped."""
     import uvloop
 
-    from cachecluster.common.gc_tuning import tune_for_server
+    from cachecluster.common.server_process import prepare_server_process
     from cachecluster.worker.server import run_worker
 
     setup_service_logging("worker", getattr(args, "verbose", False))
     config = config_from_args(args, resolve_home(None) / "worker")
-    tune_for_server()
+    prepare_server_process()
     uvloop.run(run_worker(config))
     return 0

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -30,16 +31,23 @@ REPO = Path(__file__).resolve().parents[2]
 class MasterProcess:
     """One ``cachecluster master`` subprocess in its own process group."""
 
-    def __init__(self, home: Path, log: Path, *extra: str) -> None:
+    def __init__(self, home: Path, log: Path, *extra: str, fd_soft_limit: int = 0) -> None:
         self.home = home
         self.log = log
         self._log_file = log.open("ab")
+
+        def limit_fds() -> None:  # in the child, before exec
+            if fd_soft_limit:
+                hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+                resource.setrlimit(resource.RLIMIT_NOFILE, (fd_soft_limit, hard))
+
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cachecluster", "master", "--home", str(home), *extra],
             cwd=REPO,
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=limit_fds,
         )
         self.endpoint: dict[str, object] = {}
 
@@ -69,8 +77,8 @@ def start_master(tmp_path: Path) -> Iterator[type[MasterProcess]]:
     started: list[MasterProcess] = []
 
     class Tracked(MasterProcess):
-        def __init__(self, home: Path, log: Path, *extra: str) -> None:
-            super().__init__(home, log, *extra)
+        def __init__(self, home: Path, log: Path, *extra: str, fd_soft_limit: int = 0) -> None:
+            super().__init__(home, log, *extra, fd_soft_limit=fd_soft_limit)
             started.append(self)
 
     try:
@@ -180,6 +188,24 @@ async def test_master_process_serves_and_stops_on_sigterm(
         ring = await stub.GetRing(master_pb2.GetRingRequest(known_epoch=0), timeout=5)
         assert not ring.unchanged and ring.epoch > epoch
     assert await asyncio.to_thread(second.terminate) == 0
+
+
+def _open_file_limits(pid: int) -> tuple[int, int]:
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            soft, hard = line.split()[3:5]
+            return int(soft), int(hard)
+    raise AssertionError(f"no open-file limit in /proc/{pid}/limits")
+
+
+def test_the_master_raises_its_soft_open_file_limit(
+    start_master: type[MasterProcess], tmp_path: Path
+) -> None:
+    """Started with a soft limit of 256 (as a shell with ``ulimit -n 256`` would start it)."""
+    master = start_master(tmp_path / "home", tmp_path / "master.log", fd_soft_limit=256)
+    master.wait_ready()
+    soft, hard = _open_file_limits(master.proc.pid)
+    assert soft == hard > 256
 
 
 def test_bad_flag_is_one_line_naming_it(tmp_path: Path) -> None:
