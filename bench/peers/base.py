@@ -37,6 +37,8 @@ class UfsEnv:
     disk or on tmpfs, as ``--peer-cache`` says (removed by the suite)."""
     layout: Layout | None = None
     """The objects the suite put in the bucket (names, sizes, seed)."""
+    s3_pid: int = 0
+    """The S3 server's process (its CPU time is counted apart: :mod:`bench.peers.cpu`)."""
 
 
 class RangeReader(Protocol):

@@ -91,6 +91,9 @@ def summarize(document: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
                     entry["items_min"] = min(cell["items"])
                 for pct in PERCENTILES if cell["latencies_ms"] else ():
                     entry[f"p{pct}_ms"] = percentile(cell["latencies_ms"], pct)
+                for side in ("cpu_s3", "cpu_rest"):  # runs from before the CPU count have none
+                    if cell.get(side):
+                        entry[side] = statistics.median(cell[side])
             if record["status"] == "missing":
                 entry["why"] = f"missing: {record['reason']}"
             elif cell["skipped"]:
@@ -231,6 +234,27 @@ def markdown(document: dict[str, Any], summary: dict[str, Any], stem: str) -> st
             for n in systems
             if "p50_ms" in (e := summary[n].get("random_1m", {}))
         ) + "."]  # fmt: skip
+    if any("cpu_s3" in summary[n].get(w["id"], {}) for n in systems for w in workloads):
+        lines += [
+            "",
+            "## CPU seconds a figure cost (median): S3 server + the rest",
+            "",
+            "Read from /proc around each figure: the S3 server's processes, then the suite's "
+            "own process (the reader; boto3, fsspec and tmpfs-copy run in it) and every other "
+            "process it started (cachecluster's master, workers and mount, rclone, s3fs-fuse). "
+            f"On {machine['cores']} cores, a figure that takes t seconds has at most "
+            f"{machine['cores']}t to spend.",
+            "",
+            head,
+            rule,
+        ]
+        for w in workloads:
+            cells = []
+            for name in systems:
+                entry = summary[name][w["id"]]
+                cpu = (entry.get("cpu_s3"), entry.get("cpu_rest"))
+                cells.append("—" if None in cpu else f"{cpu[0]:.2f} + {cpu[1]:.2f}")
+            lines.append(f"| {w['title']} | " + " | ".join(cells) + " |")
     capped = [
         f"{name} {w['id']} {summary[name][w['id']]['items_min']}"
         for w in workloads

@@ -42,6 +42,7 @@ from bench.peers.base import System, UfsEnv
 from bench.peers.cache_medium import Medium, WrongMedium, medium_of, require
 from bench.peers.cachecluster_peer import ClusterClient, ClusterFuse
 from bench.peers.ceiling import TmpfsCopy
+from bench.peers.cpu import CpuMeter
 from bench.peers.data import Layout, MiB, scratch_dir, upload
 from bench.peers.direct import Boto3Get, Boto3Ranged
 from bench.peers.fsspec_cache import FsspecBlockcache, FsspecSimplecache
@@ -230,13 +231,22 @@ class SystemRun:
         self.system, self.layout, self.args = system, layout, args
         self.small_read = layout.small_files
         """Small files the last cold pass read (the warm pass reads the same)."""
+        self.meter = CpuMeter()
         self.record: dict[str, Any] = {
             "label": system.label,
             "cold_how": system.cold_how,
             "status": "ok",
             "reason": None,
             "workloads": {
-                w: {"values": [], "items": [], "latencies_ms": [], "error": None, "skipped": None}
+                w: {
+                    "values": [],
+                    "items": [],
+                    "latencies_ms": [],
+                    "cpu_s3": [],
+                    "cpu_rest": [],
+                    "error": None,
+                    "skipped": None,
+                }
                 for w in args.workloads
             },
         }
@@ -251,6 +261,7 @@ class SystemRun:
             return
         if self.args.drop_caches:
             drop_page_cache()
+        before = self.meter.snapshot()
         try:
             with deadline(self.args.timeout):
                 sample = body()
@@ -258,7 +269,10 @@ class SystemRun:
             cell["error"] = cell["error"] or one_line(exc)
             print(f"  {workload}: FAILED {one_line(exc)}", flush=True)
             return
+        cpu = self.meter.spent(before, self.meter.snapshot())
         cell["values"].append(sample.value)
+        cell["cpu_s3"].append(cpu.s3)
+        cell["cpu_rest"].append(cpu.rest)
         cell["latencies_ms"].extend(sample.latencies_ms)
         if sample.items is not None:
             cell["items"].append(sample.items)
@@ -315,6 +329,7 @@ class SystemRun:
 
     def run(self, env: UfsEnv) -> dict[str, Any]:
         """Start, do every round, stop; the record."""
+        self.meter = CpuMeter(env.s3_pid)
         self.describe_cache(env)
         reason = self.system.available()
         if reason is not None:
@@ -371,7 +386,7 @@ def run_suite(args: argparse.Namespace, command: str) -> dict[str, Any]:
             print(f"uploaded {layout.total_bytes() / 2**30:.2f} GiB in {upload_s:.1f}s", flush=True)
             env = UfsEnv(
                 s3.endpoint, s3.access_key, s3.secret_key, s3.region, BUCKET,
-                folders.workdir, folders.peer_cache, layout,
+                folders.workdir, folders.peer_cache, layout, s3.process.pid,
             )  # fmt: skip
             by_name = {cls.name: cls for cls in SYSTEMS}
             for name in args.systems:

@@ -166,6 +166,24 @@ def test_tiny_suite_fills_every_cell_and_leaves_nothing_behind(
         assert workload.title in page
     assert page.count("cache on: disk (") == len(PEERS)
     assert "a plain tmpfs read (tmpfs-copy) is" in page  # each warm target set against it
+    assert_cpu_counted(document)
+    assert "## CPU seconds a figure cost (median): S3 server + the rest" in page
+
+
+def assert_cpu_counted(document: dict[str, Any]) -> None:
+    """Each figure has its CPU split; over the run, S3 and the rest both spent some."""
+    totals = {"cpu_s3": 0.0, "cpu_rest": 0.0}
+    for system, record in document["systems"].items():
+        for workload, cell in record["workloads"].items():
+            for side in totals:
+                assert len(cell[side]) == len(cell["values"]), (system, workload, side)
+                assert all(seconds >= 0 for seconds in cell[side]), (system, workload, side)
+                totals[side] += sum(cell[side])
+    assert totals["cpu_s3"] > 0 and totals["cpu_rest"] > 0
+    # boto3's reads make both SeaweedFS and the suite's own process work.
+    direct = document["systems"]["boto3-get"]["workloads"].values()
+    assert sum(sum(cell["cpu_s3"]) for cell in direct) > 0
+    assert sum(sum(cell["cpu_rest"]) for cell in direct) > 0
 
 
 def test_tiny_suite_with_every_cache_on_tmpfs(tmp_path: Path, shm_dir: Path) -> None:
