@@ -31,7 +31,12 @@ import urllib3.exceptions
 from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.credentials import Credentials
-from botocore.retries.standard import ExponentialBackoff, StandardRetryConditions
+from botocore.retries.standard import (
+    ExponentialBackoff,
+    RetryEventAdapter,
+    StandardRetryConditions,
+    ThrottlingErrorDetector,
+)
 
 from cachecluster.common.errors import (
     CacheClusterError,
@@ -78,7 +83,9 @@ S3_OPTIONS: dict[str, tuple[str, ...]] = {
     "fs.s3.maxConnections": (),
 }
 
-_MAX_ATTEMPTS = 3  # botocore's standard retry mode: the first try and two retries
+# Config(retries={"max_attempts": ...}) counts the retries after the first try:
+# a GET is tried up to 4 times (botocore's standard mode).
+_MAX_RETRIES = 3
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "NotFound", "404", "NoSuchBucket"})
 _DENIED_CODES = frozenset(
     {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403", "ExpiredToken"}
@@ -159,7 +166,7 @@ class S3Backend(ObjectStoreBackend):
             max_pool_connections=max_connections,
             connect_timeout=10,
             read_timeout=60,
-            retries={"max_attempts": _MAX_ATTEMPTS, "mode": "standard"},
+            retries={"max_attempts": _MAX_RETRIES, "mode": "standard"},
             s3={"addressing_style": "path" if path_style else "auto"},
             # Ranged GETs cannot be checked against a whole-object checksum; we
             # read the raw body ourselves.
@@ -186,8 +193,12 @@ class S3Backend(ObjectStoreBackend):
             Credentials(key_id, secret, token) if key_id and secret else _session_credentials()
         )
         self._lean = LeanGet(self._client, self.bucket, credentials)
-        self._retry_conditions = StandardRetryConditions(max_attempts=_MAX_ATTEMPTS)
-        self._backoff = ExponentialBackoff()
+        self._retry_conditions = StandardRetryConditions(max_attempts=_MAX_RETRIES + 1)
+        self._get_model = self._client.meta.service_model.operation_model("GetObject")
+        # The back-off the client's own standard retry handler uses for S3.
+        self._backoff = ExponentialBackoff(
+            service_name="s3", throttling_detector=ThrottlingErrorDetector(RetryEventAdapter())
+        )
         self._retry_client_lock = threading.Lock()
         self._retry_client: S3Client | None = None
 
@@ -300,7 +311,7 @@ class S3Backend(ObjectStoreBackend):
             failure = None
         except SEND_ERRORS as exc:
             answer = None
-            failure = error_context(None, exc)
+            failure = error_context(self._get_model, None, exc)
             forget_locals(exc)
             del exc
         if answer is not None:
@@ -320,7 +331,7 @@ class S3Backend(ObjectStoreBackend):
             if status == 416:
                 finish_response(answer.raw)
                 return self._past_end(key, start, etag)
-            failure = error_context(answer, None)
+            failure = error_context(self._get_model, answer, None)
             finish_response(answer.raw)
         client = self._client
         if failure is not None and self._retry_conditions.is_retryable(failure):
@@ -361,11 +372,11 @@ class S3Backend(ObjectStoreBackend):
         )
 
     def _client_for_retries(self) -> S3Client:
-        """A client like ours allowed one attempt fewer: the lean path made the first."""
+        """A client like ours allowed one retry fewer: the lean path made the first try."""
         with self._retry_client_lock:
             if self._retry_client is None:
                 config = self._client_args["config"].merge(
-                    Config(retries={"max_attempts": _MAX_ATTEMPTS - 1, "mode": "standard"})
+                    Config(retries={"max_attempts": _MAX_RETRIES - 1, "mode": "standard"})
                 )
                 self._retry_client = _new_client(**(self._client_args | {"config": config}))
             return self._retry_client

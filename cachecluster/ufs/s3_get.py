@@ -34,6 +34,7 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSPreparedRequest, AWSRequest, AWSResponse
 from botocore.credentials import Credentials
 from botocore.httpsession import URLLib3Session
+from botocore.model import OperationModel
 from botocore.retries.standard import RetryContext
 
 if TYPE_CHECKING:
@@ -138,14 +139,17 @@ def _text(value: str | bytes | None) -> str:
     return value or ""
 
 
-def error_context(response: AWSResponse | None, exc: Exception | None) -> RetryContext:
+def error_context(
+    operation: OperationModel, response: AWSResponse | None, exc: Exception | None
+) -> RetryContext:
     """A first attempt's failure as botocore's standard retry policy sees it.
 
-    ``response`` is an answer other than 200/206/416 (its body, an S3 error
-    document, is read here); ``exc`` is the error when no answer came.
+    ``operation`` is the client's GetObject model; ``response`` is an answer
+    other than 200/206/416 (its body, an S3 error document, is read here);
+    ``exc`` is the error when no answer came.
     """
     if response is None:
-        return RetryContext(attempt_number=1, caught_exception=exc)
+        return RetryContext(attempt_number=1, operation_model=operation, caught_exception=exc)
     body = response.content
     code: str | None = None
     with contextlib.suppress(ElementTree.ParseError):
@@ -153,4 +157,6 @@ def error_context(response: AWSResponse | None, exc: Exception | None) -> RetryC
     parsed: dict[str, Any] = {"ResponseMetadata": {"HTTPStatusCode": response.status_code}}
     if code:
         parsed["Error"] = {"Code": code}
-    return RetryContext(attempt_number=1, parsed_response=parsed, http_response=response)
+    return RetryContext(
+        attempt_number=1, operation_model=operation, parsed_response=parsed, http_response=response
+    )
