@@ -1,7 +1,10 @@
 """Amazon S3 and S3-compatible stores (SeaweedFS, MinIO, Ceph RGW) as a UFS: ``s3://bucket/dir``.
 
 One botocore client per backend, its connection pool sized to the backend's
-thread pool. Options (a mount's ``options``/``encryptOptions``; aliases in
+thread pool. HEAD and LIST go through the client; a ranged GET goes out as one
+request signed by botocore over the client's own HTTP session (``s3_get.py``:
+about a third of ``get_object``'s CPU), and the client takes over whenever that
+try gets no usable answer. Options (a mount's ``options``/``encryptOptions``; aliases in
 brackets, from Alluxio and Hadoop s3a):
 
 - ``fs.s3.endpoint`` [``alluxio.underfs.s3.endpoint``, ``fs.s3a.endpoint``]

@@ -12,6 +12,7 @@ keeps botocore for what it does well and skips the rest:
 - credentials: the client's own (refreshing ones refresh through
   ``get_frozen_credentials``);
 - signing: botocore's ``S3SigV4Auth`` (header signing, session token);
+- hooks: the client's ``before-send.s3.GetObject`` handlers see each request;
 - sending: the client's own HTTP session (its urllib3 pools sized by
   ``max_pool_connections``, its timeouts, proxies and TLS settings), which
   raises botocore's connection errors.
@@ -33,6 +34,7 @@ import botocore.exceptions
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSPreparedRequest, AWSRequest, AWSResponse
 from botocore.credentials import Credentials
+from botocore.hooks import first_non_none_response
 from botocore.httpsession import URLLib3Session
 from botocore.model import OperationModel
 from botocore.retries.standard import RetryContext
@@ -71,8 +73,9 @@ class LeanGet:
             and not bucket.startswith("arn:")
             and not bucket.endswith("--x-s3")
         )
+        self._events = client.meta.events
         if self.usable:
-            client.meta.events.register("before-send.s3.GetObject", self._record)
+            self._events.register("before-send.s3.GetObject", self._record)
 
     @property
     def learning(self) -> bool:
@@ -84,7 +87,7 @@ class LeanGet:
         self.usable = False
 
     def _record(self, request: AWSPreparedRequest, **_: Any) -> None:
-        if self._base is None:
+        if self._base is None and "amz-sdk-invocation-id" in request.headers:  # the client's
             self._sent.request = request
 
     def learn(self, key: str) -> None:
@@ -126,9 +129,17 @@ class LeanGet:
         # Quoted as botocore's serializer quotes a greedy ``{Key+}`` label.
         request = AWSRequest("GET", base + quote(key, safe="/~"), headers)
         S3SigV4Auth(frozen, "s3", self._region).add_auth(request)
+        for name, value in request.headers.items():  # as the client's endpoint does
+            if isinstance(value, str):
+                request.headers[name] = value.encode("utf-8")  # type: ignore[assignment]
         prepared = request.prepare()
         prepared.stream_output = True
-        response: AWSResponse = self._session.send(prepared)
+        # Hooks on the client's ``before-send`` see this GET as they see the
+        # client's own; one that answers it (a stubber) is the answer, as there.
+        answered = first_non_none_response(
+            self._events.emit("before-send.s3.GetObject", request=prepared)
+        )
+        response: AWSResponse = answered if answered is not None else self._session.send(prepared)
         return response
 
 

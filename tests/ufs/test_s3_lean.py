@@ -62,30 +62,22 @@ def writer(signed_client: S3Client, prefix: str) -> S3Writer:
 class Spy:
     """Records what each path sends: the lean path's requests and the client's GETs.
 
-    Both go through the client's HTTP session; the client's carry an invocation id.
+    Both are seen by the client's ``before-send`` hooks; the client's own carry
+    an invocation id.
     """
 
     def __init__(self, backend: S3Backend) -> None:
         self.lean: list[dict[str, str]] = []
         self.client_gets: list[str] = []
-        session = backend._lean._session
-        assert session is not None
-        send = session.send
 
-        def recording_send(request: Any) -> Any:
-            if "amz-sdk-invocation-id" in request.headers:  # the client's request
-                return send(request)
-            self.lean.append(
-                {"url": request.url}
-                | {k: v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()}
-            )
-            return send(request)
+        def record(request: Any, **_: Any) -> None:
+            if "amz-sdk-invocation-id" in request.headers:
+                self.client_gets.append(request.url)
+            else:
+                headers = {k: v.decode() for k, v in request.headers.items()}
+                self.lean.append({"url": request.url} | headers)
 
-        session.send = recording_send  # type: ignore[method-assign]
-        backend._client.meta.events.register(
-            "before-send.s3.GetObject",
-            lambda request, **_: self.client_gets.append(request.url),
-        )
+        backend._client.meta.events.register("before-send.s3.GetObject", record)
 
 
 async def warm(ufs: S3Backend, writer: S3Writer) -> None:
