@@ -87,7 +87,8 @@ class LeanGet:
         self.usable = False
 
     def _record(self, request: AWSPreparedRequest, **_: Any) -> None:
-        if self._base is None and "amz-sdk-invocation-id" in request.headers:  # the client's
+        # Until the model is learnt, every GetObject request is the client's.
+        if self._base is None:
             self._sent.request = request
 
     def learn(self, key: str) -> None:

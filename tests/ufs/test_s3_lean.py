@@ -12,17 +12,25 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
+import botocore.exceptions
+import botocore.session
 import pytest
+import urllib3
+from botocore.awsrequest import AWSResponse
+from botocore.compat import HTTPHeaders
 from botocore.credentials import Credentials
+from botocore.retries.standard import StandardRetryConditions
 
 from cachecluster.common.errors import NotFound, PermissionDenied, Unavailable, VersionChanged
 from cachecluster.ufs.object_store import ReadAborted
 from cachecluster.ufs.s3 import S3Backend
+from cachecluster.ufs.s3_get import error_context
 from tests.servers.seaweed import SeaweedS3
 from tests.ufs.conformance import UfsConformance, payload
 from tests.ufs.test_s3 import S3Writer
@@ -283,3 +291,26 @@ async def test_session_token_is_signed_on_the_lean_path(s3_server: SeaweedS3, pr
         assert "x-amz-security-token" in signed.split(";")
     finally:
         await ufs.close()
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "retry"),
+    [
+        (503, b"<Error><Code>SlowDown</Code><Message>slow</Message></Error>", True),
+        (500, b"not xml at all", True),
+        (400, b"<Error><Code>RequestTimeout</Code></Error>", True),
+        (404, b"<Error><Code>NoSuchKey</Code></Error>", False),
+        (412, b"<Error><Code>PreconditionFailed</Code></Error>", False),
+        (403, b"", False),
+    ],
+)
+def test_a_failed_lean_answer_is_judged_by_the_standard_retry_policy(
+    status: int, body: bytes, retry: bool
+) -> None:
+    raw = urllib3.HTTPResponse(body=io.BytesIO(body), status=status, preload_content=False)
+    answer = AWSResponse("http://127.0.0.1/b/k", status, HTTPHeaders(), raw)
+    model = botocore.session.get_session().get_service_model("s3").operation_model("GetObject")
+    context = error_context(model, answer, None)
+    assert StandardRetryConditions(max_attempts=4).is_retryable(context) is retry
+    refused = botocore.exceptions.EndpointConnectionError(endpoint_url="http://127.0.0.1:1")
+    assert StandardRetryConditions(max_attempts=4).is_retryable(error_context(model, None, refused))
