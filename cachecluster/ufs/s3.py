@@ -36,6 +36,7 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.retries.standard import (
     ExponentialBackoff,
+    RetryContext,
     RetryEventAdapter,
     StandardRetryConditions,
     ThrottlingErrorDetector,
@@ -314,9 +315,8 @@ class S3Backend(ObjectStoreBackend):
             failure = None
         except SEND_ERRORS as exc:
             answer = None
-            failure = error_context(self._get_model, None, exc)
-            forget_locals(exc)
-            del exc
+            # Without its traceback: it would tie this frame (and ``views``) to itself.
+            failure = error_context(self._get_model, None, exc.with_traceback(None))
         if answer is not None:
             status = answer.status_code
             if status in (200, 206):
@@ -336,14 +336,7 @@ class S3Backend(ObjectStoreBackend):
                 return self._past_end(key, start, etag)
             failure = error_context(self._get_model, answer, None)
             finish_response(answer.raw)
-        client = self._client
-        if failure is not None and self._retry_conditions.is_retryable(failure):
-            delay = self._backoff.delay_amount(failure)
-            if abort is None:
-                time.sleep(delay)
-            elif abort.wait(delay):
-                raise ReadAborted()
-            client = self._client_for_retries()
+        client = self._client if failure is None else self._client_after(failure, abort)
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Range": byte_range}
         if if_match is not None:
             kwargs["IfMatch"] = if_match
@@ -373,6 +366,18 @@ class S3Backend(ObjectStoreBackend):
             abort=abort,
             filled=filled,
         )
+
+    def _client_after(self, failure: RetryContext, abort: threading.Event | None) -> S3Client:
+        """The client to ask after the lean try failed: when botocore's standard policy
+        retries ``failure``, after its back-off, the one with the retries left."""
+        if not self._retry_conditions.is_retryable(failure):
+            return self._client
+        delay = self._backoff.delay_amount(failure)
+        if abort is None:
+            time.sleep(delay)
+        elif abort.wait(delay):
+            raise ReadAborted()
+        return self._client_for_retries()
 
     def _client_for_retries(self) -> S3Client:
         """A client like ours allowed one retry fewer: the lean path made the first try."""

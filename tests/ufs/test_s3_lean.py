@@ -245,6 +245,26 @@ async def test_a_refused_lean_request_falls_back_and_turns_the_path_off(
     backend._lean.usable = True  # for the fixture's check: this test turned it off on purpose
 
 
+async def test_a_lean_try_without_answer_is_retried_and_lets_go_of_the_buffer(
+    backend: S3Backend, writer: S3Writer
+) -> None:
+    data = payload(5000, seed=8)
+    writer.write("r.bin", data)
+    refused: list[str] = []
+
+    def refuse_once(request: Any, **_: Any) -> None:  # as if the pooled connection had died
+        if "amz-sdk-invocation-id" not in request.headers and not refused:
+            refused.append(request.url)
+            raise botocore.exceptions.EndpointConnectionError(endpoint_url=request.url)
+
+    backend._client.meta.events.register("before-send.s3.GetObject", refuse_once)
+    buf = bytearray(5000)
+    assert await backend.read_into("r.bin", 0, memoryview(buf)) == 5000
+    assert buf == data and len(refused) == 1 and backend._retry_client is not None
+    buf.append(0)  # a BufferError here means something still holds a view of it
+    assert backend._lean.usable
+
+
 async def test_connection_refused_on_the_lean_path_retries_then_is_unavailable(
     writer: S3Writer, prefix: str
 ) -> None:
