@@ -1,7 +1,10 @@
 """Amazon S3 and S3-compatible stores (SeaweedFS, MinIO, Ceph RGW) as a UFS: ``s3://bucket/dir``.
 
 One botocore client per backend, its connection pool sized to the backend's
-thread pool. Options (a mount's ``options``/``encryptOptions``; aliases in
+thread pool. HEAD and LIST go through the client; a ranged GET goes out as one
+request signed by botocore over the client's own HTTP session (``s3_get.py``:
+about a third of ``get_object``'s CPU), and the client takes over whenever that
+try gets no usable answer. Options (a mount's ``options``/``encryptOptions``; aliases in
 brackets, from Alluxio and Hadoop s3a):
 
 - ``fs.s3.endpoint`` [``alluxio.underfs.s3.endpoint``, ``fs.s3a.endpoint``]
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import http.client
 import threading
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -29,6 +33,14 @@ import botocore.exceptions
 import urllib3.exceptions
 from botocore import UNSIGNED
 from botocore.config import Config
+from botocore.credentials import Credentials
+from botocore.retries.standard import (
+    ExponentialBackoff,
+    RetryContext,
+    RetryEventAdapter,
+    StandardRetryConditions,
+    ThrottlingErrorDetector,
+)
 
 from cachecluster.common.errors import (
     CacheClusterError,
@@ -48,9 +60,12 @@ from cachecluster.ufs.object_store import (
     ObjectInfo,
     ObjectStoreBackend,
     OptionReader,
+    ReadAborted,
+    finish_response,
     strip_etag,
     with_scheme,
 )
+from cachecluster.ufs.s3_get import SEND_ERRORS, LeanGet, error_context
 from cachecluster.ufs.threads import forget_locals
 
 if TYPE_CHECKING:
@@ -72,6 +87,9 @@ S3_OPTIONS: dict[str, tuple[str, ...]] = {
     "fs.s3.maxConnections": (),
 }
 
+# Config(retries={"max_attempts": ...}) counts the retries after the first try:
+# a GET is tried up to 4 times (botocore's standard mode).
+_MAX_RETRIES = 3
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "NotFound", "404", "NoSuchBucket"})
 _DENIED_CODES = frozenset(
     {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403", "ExpiredToken"}
@@ -92,6 +110,13 @@ _CONNECTION_ERRORS = (
 
 _shared_session: boto3.session.Session | None = None
 _shared_session_lock = threading.Lock()
+
+
+def _session_credentials() -> Credentials | None:
+    """The shared session's default-chain credentials: the object its clients sign with."""
+    with _shared_session_lock:
+        assert _shared_session is not None, "no client was made yet"
+        return _shared_session.get_credentials()
 
 
 def _new_client(**kwargs: Any) -> S3Client:
@@ -145,26 +170,41 @@ class S3Backend(ObjectStoreBackend):
             max_pool_connections=max_connections,
             connect_timeout=10,
             read_timeout=60,
-            retries={"max_attempts": 3, "mode": "standard"},
+            retries={"max_attempts": _MAX_RETRIES, "mode": "standard"},
             s3={"addressing_style": "path" if path_style else "auto"},
             # Ranged GETs cannot be checked against a whole-object checksum; we
             # read the raw body ourselves.
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
         )
+        self._client_args: dict[str, Any] = {
+            "endpoint_url": self.endpoint,
+            "region_name": self.region,
+            "aws_access_key_id": key_id,
+            "aws_secret_access_key": secret,
+            "aws_session_token": token,
+            "config": config,
+        }
         try:
-            self._client: S3Client = _new_client(
-                endpoint_url=self.endpoint,
-                region_name=self.region,
-                aws_access_key_id=key_id,
-                aws_secret_access_key=secret,
-                aws_session_token=token,
-                config=config,
-            )
+            self._client: S3Client = _new_client(**self._client_args)
         except ValueError as exc:  # e.g. a malformed endpoint URL
             raise ConfigError(reader.field("fs.s3.endpoint"), self._scrub(str(exc))) from exc
         except botocore.exceptions.BotoCoreError as exc:
             raise ConfigError("fs.s3.*", self._scrub(str(exc))) from exc
+        # Ranged GETs go out through ``_lean`` (see s3_get.py); the client
+        # takes over whenever that first try does not succeed.
+        credentials = (
+            Credentials(key_id, secret, token) if key_id and secret else _session_credentials()
+        )
+        self._lean = LeanGet(self._client, self.bucket, credentials)
+        self._retry_conditions = StandardRetryConditions(max_attempts=_MAX_RETRIES + 1)
+        self._get_model = self._client.meta.service_model.operation_model("GetObject")
+        # The back-off the client's own standard retry handler uses for S3.
+        self._backoff = ExponentialBackoff(
+            service_name="s3", throttling_detector=ThrottlingErrorDetector(RetryEventAdapter())
+        )
+        self._retry_client_lock = threading.Lock()
+        self._retry_client: S3Client | None = None
 
     # -- errors -----------------------------------------------------------------
 
@@ -258,21 +298,62 @@ class S3Backend(ObjectStoreBackend):
         abort: threading.Event | None,
         filled: Filled | None = None,
     ) -> int:
+        """A ranged GET: first one lean attempt, then the client if that did not succeed.
+
+        The lean attempt (:class:`~cachecluster.ufs.s3_get.LeanGet`) serves
+        200, 206 and 416. Any other answer, or no answer, goes to botocore's
+        standard retry policy: when it says retry, the GET is sent again after
+        its back-off through a client allowed the attempts that are left; when
+        it does not (404, 403, 412, a redirect), the client asks once more and
+        raises what it always raised, so errors map as before in ``_map_error``.
+        """
         end = start + sum(len(view) for view in views) - 1
-        kwargs: dict[str, Any] = {
-            "Bucket": self.bucket,
-            "Key": key,
-            "Range": f"bytes={start}-{end}",
-        }
-        if etag is not None:
-            kwargs["IfMatch"] = f'"{etag}"'
+        byte_range = f"bytes={start}-{end}"
+        if_match = None if etag is None else f'"{etag}"'
         try:
-            response = self._client.get_object(**kwargs)
+            answer = self._lean.send(key, byte_range, if_match)
+            failure = None
+        except SEND_ERRORS as exc:
+            answer = None
+            # Without its traceback: it would tie this frame (and ``views``) to itself.
+            failure = error_context(self._get_model, None, exc.with_traceback(None))
+        if answer is not None:
+            status = answer.status_code
+            if status in (200, 206):
+                return self._receive_range(
+                    key,
+                    start,
+                    views,
+                    answer.raw,
+                    partial=status == 206,
+                    length=int(answer.headers.get("Content-Length", 0)),
+                    content_range=answer.headers.get("Content-Range"),
+                    abort=abort,
+                    filled=filled,
+                )
+            if status == 416:
+                finish_response(answer.raw)
+                return self._past_end(key, start, etag)
+            failure = error_context(self._get_model, answer, None)
+            finish_response(answer.raw)
+        client = self._client if failure is None else self._client_after(failure, abort)
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Range": byte_range}
+        if if_match is not None:
+            kwargs["IfMatch"] = if_match
+        try:
+            response = client.get_object(**kwargs)
         except botocore.exceptions.ClientError as exc:
             if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 416:
                 forget_locals(exc)
                 return self._past_end(key, start, etag)
             raise
+        if client is self._client:
+            if self._lean.learning:
+                self._lean.learn(key)
+            elif answer is not None:
+                # The client got an answer where ours failed for good (a region
+                # redirect, say): this bucket is not for the lean path.
+                self._lean.disable()
         body = response["Body"]
         return self._receive_range(
             key,
@@ -286,5 +367,30 @@ class S3Backend(ObjectStoreBackend):
             filled=filled,
         )
 
+    def _client_after(self, failure: RetryContext, abort: threading.Event | None) -> S3Client:
+        """The client to ask after the lean try failed: when botocore's standard policy
+        retries ``failure``, after its back-off, the one with the retries left."""
+        if not self._retry_conditions.is_retryable(failure):
+            return self._client
+        delay = self._backoff.delay_amount(failure)
+        if abort is None:
+            time.sleep(delay)
+        elif abort.wait(delay):
+            raise ReadAborted()
+        return self._client_for_retries()
+
+    def _client_for_retries(self) -> S3Client:
+        """A client like ours allowed one retry fewer: the lean path made the first try."""
+        with self._retry_client_lock:
+            if self._retry_client is None:
+                config = self._client_args["config"].merge(
+                    Config(retries={"max_attempts": _MAX_RETRIES - 1, "mode": "standard"})
+                )
+                self._retry_client = _new_client(**(self._client_args | {"config": config}))
+            return self._retry_client
+
     def _close_blocking(self) -> None:
         self._client.close()
+        with self._retry_client_lock:
+            if self._retry_client is not None:
+                self._retry_client.close()

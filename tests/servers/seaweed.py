@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import shutil
 import signal
@@ -83,8 +84,19 @@ class SeaweedS3:
     owns_workdir: bool = True
 
     @classmethod
-    def start(cls, workdir: Path | None = None, *, timeout_s: float = START_TIMEOUT_S) -> SeaweedS3:
-        """Start SeaweedFS (master, volume, filer, S3 gateway) and wait until S3 answers."""
+    def start(
+        cls,
+        workdir: Path | None = None,
+        *,
+        timeout_s: float = START_TIMEOUT_S,
+        check_signatures: bool = False,
+    ) -> SeaweedS3:
+        """Start SeaweedFS (master, volume, filer, S3 gateway) and wait until S3 answers.
+
+        With ``check_signatures`` the gateway knows one identity (``ACCESS_KEY``,
+        ``SECRET_KEY``) and refuses requests not signed with it; otherwise it
+        accepts any credentials.
+        """
         owns_workdir = workdir is None
         root = Path(tempfile.mkdtemp(prefix="seaweed-")) if workdir is None else workdir
         data_dir = root / "data"
@@ -128,6 +140,15 @@ class SeaweedS3:
             f"-s3.localSocket={root / 's3.sock'}",
             f"-iam.port={iam}",
         ]
+        if check_signatures:
+            identity = {
+                "name": "tests",
+                "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+                "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+            }
+            config_path = root / "s3-identities.json"
+            config_path.write_text(json.dumps({"identities": [identity]}))
+            args.append(f"-s3.config={config_path}")
         log_file = log_path.open("wb")
         try:
             process = subprocess.Popen(
