@@ -368,6 +368,9 @@ class AsyncClient:
         the folder then opens (from the listing's status) and reads them on
         its own thread. Block ids carry each file's version in the listing;
         a file opened with another status has other ids and is read anew.
+        The files asked for last are asked again when the next one is no
+        longer held (the folder read again from its start, after the client
+        let their files go).
         """
         info = reader.info
         if self.fetcher.local is None or self._closed or info.size > reader.block_size:
@@ -384,7 +387,12 @@ class AsyncClient:
         position = positions.get(info.path, -1)
         if position < 0:
             return
-        if asked is not None and asked[0] is entries and position < asked[1] - SIBLING_FILES // 4:
+        if (
+            asked is not None
+            and asked[0] is entries
+            and position < asked[1] - SIBLING_FILES // 4
+            and self._next_covered(entries, position, reader.block_size)
+        ):
             return
         batch = [
             (entry, 0)
@@ -396,6 +404,15 @@ class AsyncClient:
         self._siblings[folder] = (entries, position + 1 + SIBLING_FILES, positions)
         if batch:
             self.fetcher.spawn_quiet(self.fetcher.prefetch_blocks(batch))
+
+    def _next_covered(self, entries: list[FileInfo], position: int, block_size: int) -> bool:
+        """Whether the next small file after ``position`` is held or asked for (or none is)."""
+        local = self.fetcher.local
+        for entry in entries[position + 1 : position + 1 + SIBLING_FILES]:
+            if not entry.is_dir and 0 < entry.size <= block_size:
+                key = BlockKey(entry.mount_id, entry.mount_path, entry.version, 0)
+                return local is None or local.covered(key.id)
+        return True
 
     async def cat(self, path: str, start: int | None = None, end: int | None = None) -> bytes:
         """Bytes ``[start, end)`` of a file (the whole file by default).
