@@ -269,8 +269,8 @@ class AsyncClient:
         )
         self.buffers = BufferPool()
         # folder -> (its listing, index of the entry up to which block files were asked
-        # for, each entry's index by path)
-        self._siblings: dict[str, tuple[list[FileInfo], int, dict[str, int]]] = {}
+        # for, each entry's index by path, index of the entry whose read asked last)
+        self._siblings: dict[str, tuple[list[FileInfo], int, dict[str, int], int]] = {}
         self._open_files: set[AsyncFile] = set()
         self._closed = False
 
@@ -368,9 +368,8 @@ class AsyncClient:
         the folder then opens (from the listing's status) and reads them on
         its own thread. Block ids carry each file's version in the listing;
         a file opened with another status has other ids and is read anew.
-        The files asked for last are asked again when the next one is no
-        longer held (the folder read again from its start, after the client
-        let their files go).
+        A read well before the file that asked last (the folder read again from
+        its start: the client may have let those files go) asks again.
         """
         info = reader.info
         if self.fetcher.local is None or self._closed or info.size > reader.block_size:
@@ -390,8 +389,7 @@ class AsyncClient:
         if (
             asked is not None
             and asked[0] is entries
-            and position < asked[1] - SIBLING_FILES // 4
-            and self._next_covered(entries, position, reader.block_size)
+            and asked[3] - SIBLING_FILES // 4 <= position < asked[1] - SIBLING_FILES // 4
         ):
             return
         batch = [
@@ -401,18 +399,9 @@ class AsyncClient:
         ]
         if len(self._siblings) >= 256:
             self._siblings.clear()
-        self._siblings[folder] = (entries, position + 1 + SIBLING_FILES, positions)
+        self._siblings[folder] = (entries, position + 1 + SIBLING_FILES, positions, position)
         if batch:
             self.fetcher.spawn_quiet(self.fetcher.prefetch_blocks(batch))
-
-    def _next_covered(self, entries: list[FileInfo], position: int, block_size: int) -> bool:
-        """Whether the next small file after ``position`` is held or asked for (or none is)."""
-        local = self.fetcher.local
-        for entry in entries[position + 1 : position + 1 + SIBLING_FILES]:
-            if not entry.is_dir and 0 < entry.size <= block_size:
-                key = BlockKey(entry.mount_id, entry.mount_path, entry.version, 0)
-                return local is None or local.covered(key.id)
-        return True
 
     async def cat(self, path: str, start: int | None = None, end: int | None = None) -> bytes:
         """Bytes ``[start, end)`` of a file (the whole file by default).

@@ -654,10 +654,6 @@ class ShortCircuitReads:
             return None
         return held
 
-    def covered(self, block_id: str) -> bool:
-        """Whether the block's file is held fresh or asked for already (loop thread)."""
-        return block_id in self._flights or self.held(block_id) is not None
-
     async def prefetch(
         self,
         address: WorkerAddress,

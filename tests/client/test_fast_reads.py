@@ -357,14 +357,14 @@ def test_files_after_a_small_one_in_a_listed_folder_are_asked_for_together(
 def test_a_folder_read_again_from_its_start_asks_for_the_next_files_again(
     cluster: LocalCluster,
 ) -> None:
-    """The window asked last does not stop a new pass: its block files may be gone by then.
+    """A read well before the one that asked last asks again (a new pass over the folder).
 
-    A pass over more small files than the client keeps lets go of the
-    first ones' files before it ends; the next pass (the listing still
-    cached) asked for nothing ahead, and each file was one round trip.
+    Before, any read below the window asked last asked nothing while the
+    listing was cached: a second pass over more small files than the client
+    keeps found none of them held, and each file was one round trip.
     """
     ufs = Path(cluster.home).parent / "ufs"
-    contents = {f"f{i:02d}": random.Random(200 + i).randbytes(900 + i) for i in range(12)}
+    contents = {f"f{i:02d}": random.Random(200 + i).randbytes(900 + i) for i in range(40)}
     for name, data in contents.items():
         (ufs / "again" / name).parent.mkdir(parents=True, exist_ok=True)
         (ufs / "again" / name).write_bytes(data)
@@ -372,26 +372,17 @@ def test_a_folder_read_again_from_its_start_asks_for_the_next_files_again(
         infos = client.ls("a/ds/again", detail=True)  # the listing is cached
         ids = [BlockKey(i.mount_id, i.mount_path, i.version, 0).id for i in infos]
         local = local_of(client)
-
-        def all_held() -> None:
-            deadline = time.monotonic() + 10
-            while any(local.held(block_id) is None for block_id in ids):
-                assert time.monotonic() < deadline, "the next files' block files never came"
-                time.sleep(0.05)
-
-        assert client.cat("a/ds/again/f00") == contents["f00"]
-        all_held()
-        for block_id in ids:  # let go, as a client over its limit does
-            client._call(_forget_on_loop(local, block_id))
-        assert client.cat("a/ds/again/f00") == contents["f00"]  # the pass starts again
-        all_held()
+        assert client.cat("a/ds/again/f39") == contents["f39"]  # the last: nothing after it
+        assert client.cat("a/ds/again/f00") == contents["f00"]  # from the start again
+        deadline = time.monotonic() + 10
+        while any(local.held(block_id) is None for block_id in ids):
+            assert time.monotonic() < deadline, "the next files' block files never came"
+            time.sleep(0.05)
+        opens = local.stats.opens
         for name, data in contents.items():
             with client.open(f"a/ds/again/{name}") as file:
                 assert file.read() == data
-
-
-async def _forget_on_loop(local: ShortCircuitReads, block_id: str) -> None:
-    local._forget(block_id)
+        assert local.stats.opens == opens
 
 
 def ufs_reads(cluster: LocalCluster) -> dict[str, float]:
