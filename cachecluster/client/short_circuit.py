@@ -62,10 +62,12 @@ from cachecluster.common.frames import BlockRef, FdGrant, FrameError, OpenReques
 
 log = logging.getLogger("cachecluster.client.short_circuit")
 
-DEFAULT_MAX_BLOCKS = 4096
+DEFAULT_MAX_BLOCKS = 16384
 """Block files kept open at most, fewer when the descriptor limit is low: each
 takes two once mapped (see :func:`max_blocks_for_fd_limit`). Small files'
-blocks count here; big blocks hit :data:`DEFAULT_MAX_BYTES` first."""
+blocks count here (a pass over more small files than this asks the workers
+again for every one: least recently used goes first); big blocks hit
+:data:`DEFAULT_MAX_BYTES` first."""
 DEFAULT_MAX_BYTES = 4 << 30
 """Bytes of the block files kept open at most (1,024 blocks of 4 MiB: a 1 GiB
 file read again finds all its blocks). A block the worker evicts while a
@@ -230,11 +232,15 @@ def _pread_into(fd: int, view: memoryview, offset: int) -> int:
 
 
 def max_blocks_for_fd_limit(wanted: int = DEFAULT_MAX_BLOCKS) -> int:
-    """``wanted``, cut to an eighth of this process's soft descriptor limit (at least 16)."""
+    """``wanted``, cut to a quarter of this process's soft descriptor limit (at least 16).
+
+    A held block takes one descriptor (the blocking client's reads), two once
+    mapped (the mount's): at most half the limit, the rest left to the process.
+    """
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return wanted
-    return max(16, min(wanted, soft // 8))
+    return max(16, min(wanted, soft // 4))
 
 
 class _Sent:

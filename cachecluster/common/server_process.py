@@ -18,8 +18,8 @@ reference count before a collection looks at them. Cycles are still
 collected, a little later.
 
 **Open files.** A worker holds a descriptor for every block being read or
-passed; a FUSE mount holds the block files of the files it reads (up to an
-eighth of its limit, see
+passed; a FUSE mount holds the block files of the files it reads (up to a
+quarter of its limit, see
 :func:`cachecluster.client.short_circuit.max_blocks_for_fd_limit`). Many
 systems start processes with a soft limit of 1,024 under a much higher hard
 one: :func:`raise_fd_limit` lifts the soft limit to the hard one, as Go's
