@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -215,19 +216,21 @@ def markdown(document: dict[str, Any], summary: dict[str, Any], stem: str) -> st
         head,
         rule,
     ]
-    for w in workloads:
-        cells = []
-        for name in systems:
-            entry = summary[name][w["id"]]
-            cells.append(f"{entry['ratio']:.2f}x" if "ratio" in entry else why(entry))
-        lines.append(f"| {w['title']} | " + " | ".join(cells) + " |")
+
+    def rows(cell: Callable[[dict[str, Any]], str], unit: bool = False) -> list[str]:
+        """One table row a workload, ``cell(entry)`` for each system."""
+        return [
+            "| "
+            + (f"{w['title']} ({w['unit']})" if unit else w["title"])
+            + " | "
+            + " | ".join(cell(summary[name][w["id"]]) for name in systems)
+            + " |"
+            for w in workloads
+        ]
+
+    lines += rows(lambda e: f"{e['ratio']:.2f}x" if "ratio" in e else why(e))
     lines += ["", "## Figures: median (min-max)", "", head, rule]
-    for w in workloads:
-        cells = []
-        for name in systems:
-            entry = summary[name][w["id"]]
-            cells.append(_figure(entry) if "median" in entry else why(entry))
-        lines.append(f"| {w['title']} ({w['unit']}) | " + " | ".join(cells) + " |")
+    lines += rows(lambda e: _figure(e) if "median" in e else why(e), unit=True)
     if any("p50_ms" in summary[n].get("random_1m", {}) for n in systems):
         lines += ["", "1 MiB random reads, latency p50 / p90 / p99 (ms): " + "; ".join(
             f"{n} {e['p50_ms']:.1f} / {e['p90_ms']:.1f} / {e['p99_ms']:.1f}"
@@ -248,13 +251,9 @@ def markdown(document: dict[str, Any], summary: dict[str, Any], stem: str) -> st
             head,
             rule,
         ]
-        for w in workloads:
-            cells = []
-            for name in systems:
-                entry = summary[name][w["id"]]
-                cpu = (entry.get("cpu_s3"), entry.get("cpu_rest"))
-                cells.append("—" if None in cpu else f"{cpu[0]:.2f} + {cpu[1]:.2f}")
-            lines.append(f"| {w['title']} | " + " | ".join(cells) + " |")
+        lines += rows(
+            lambda e: f"{e['cpu_s3']:.2f} + {e['cpu_rest']:.2f}" if "cpu_s3" in e else "—"
+        )
     capped = [
         f"{name} {w['id']} {summary[name][w['id']]['items_min']}"
         for w in workloads
