@@ -67,6 +67,14 @@ async def evict(cluster: LocalCluster, block_ids: list[str]) -> None:
             await stub.EvictBlocks(worker_pb2.EvictBlocksRequest(block_ids=block_ids))
 
 
+def write_folder(cluster: LocalCluster, folder: str, contents: dict[str, bytes]) -> None:
+    """Files ``folder/NAME`` with ``contents`` in the cluster's local UFS."""
+    root = Path(cluster.home).parent / "ufs" / folder
+    root.mkdir(parents=True, exist_ok=True)
+    for name, data in contents.items():
+        (root / name).write_bytes(data)
+
+
 def test_held_blocks_are_read_on_the_callers_thread(cluster: LocalCluster) -> None:
     with Client(cluster.master_address, token=cluster.token("a")) as client:
         with client.open("a/ds/big.bin") as file:  # the first read asks for the files
@@ -309,11 +317,8 @@ def test_a_changed_file_is_never_read_from_its_old_blocks(tmp_path: Path) -> Non
 async def test_a_folder_whose_files_are_opened_one_by_one_is_listed(
     cluster: LocalCluster,
 ) -> None:
-    ufs = Path(cluster.home).parent / "ufs"
     names = [f"f{i:02d}" for i in range(LIST_AFTER_MISSES + 4)]
-    for i, name in enumerate(names):
-        (ufs / "many" / name).parent.mkdir(parents=True, exist_ok=True)
-        (ufs / "many" / name).write_bytes(bytes([i]) * 100)
+    write_folder(cluster, "many", {name: bytes([i]) * 100 for i, name in enumerate(names)})
     async with AsyncClient(cluster.master_address, token=cluster.token("a")) as client:
         view = client.view
         for name in names[: LIST_AFTER_MISSES - 1]:
@@ -331,11 +336,8 @@ async def test_a_folder_whose_files_are_opened_one_by_one_is_listed(
 def test_files_after_a_small_one_in_a_listed_folder_are_asked_for_together(
     cluster: LocalCluster,
 ) -> None:
-    ufs = Path(cluster.home).parent / "ufs"
     contents = {f"f{i:02d}": random.Random(100 + i).randbytes(1000 + i) for i in range(12)}
-    for name, data in contents.items():
-        (ufs / "siblings" / name).parent.mkdir(parents=True, exist_ok=True)
-        (ufs / "siblings" / name).write_bytes(data)
+    write_folder(cluster, "siblings", contents)
     with Client(cluster.master_address, token=cluster.token("a")) as client:
         assert len(client.ls("a/ds/siblings")) == 12  # the listing is cached
         assert client.cat("a/ds/siblings/f00") == contents["f00"]
@@ -363,11 +365,8 @@ def test_a_folder_read_again_from_its_start_asks_for_the_next_files_again(
     listing was cached: a second pass over more small files than the client
     keeps found none of them held, and each file was one round trip.
     """
-    ufs = Path(cluster.home).parent / "ufs"
     contents = {f"f{i:02d}": random.Random(200 + i).randbytes(900 + i) for i in range(40)}
-    for name, data in contents.items():
-        (ufs / "again" / name).parent.mkdir(parents=True, exist_ok=True)
-        (ufs / "again" / name).write_bytes(data)
+    write_folder(cluster, "again", contents)
     with Client(cluster.master_address, token=cluster.token("a")) as client:
         infos = client.ls("a/ds/again", detail=True)  # the listing is cached
         ids = [BlockKey(i.mount_id, i.mount_path, i.version, 0).id for i in infos]
