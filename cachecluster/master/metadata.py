@@ -403,7 +403,8 @@ class MetadataCache:
         key = (mount.mount_id, mount_path)
         cached = self._stats.get(key)
         # Entries expire a sync interval after they were taken: the later expiry is the newer.
-        if cached is not None and cached[1] > now and not (cached[0] and listed_since > cached[1]):
+        outdated = cached is not None and cached[0] is not None and listed_since > cached[1]
+        if cached is not None and cached[1] > now and not outdated:
             self.counters.stat_hits += 1
             self._stats.move_to_end(key)
             if cached[0] is None:
