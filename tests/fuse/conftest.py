@@ -226,6 +226,11 @@ class Mounter:
             pytest.fail(f"mount {path}: {done.returncode}\n{done.stderr}\n{mount.log()}")
         return mount
 
+    def mount_dataset(self, path: Path, dataset: str) -> Mount:
+        """Mount one dataset (``NS/NAME``) with its namespace's token."""
+        namespace = dataset.split("/")[0]
+        return self.mount(path, "--dataset", dataset, token=self.cluster.token(namespace))
+
     def close(self) -> None:
         for mount in self.made:
             cleanup(mount.path, mount.pid)

@@ -44,8 +44,7 @@ def test_stat_of_every_file_lists_each_folder_instead_of_a_call_a_file(
     fuse_cluster: FuseCluster, mounter: Mounter, tmp_path: Path
 ) -> None:
     fuse_cluster.apply("tstat", "data", SMALL)
-    token = fuse_cluster.cluster.token("tstat")
-    mount = mounter.mount(tmp_path / "m", "--dataset", "tstat/data", token=token)
+    mount = mounter.mount_dataset(tmp_path / "m", "tstat/data")
     stats_before = master_calls(fuse_cluster, "GetStatus")
     lists_before = master_calls(fuse_cluster, "ListStatus")
 
@@ -76,8 +75,7 @@ def test_files_appear_vanish_and_change_in_a_listed_folder(
 ) -> None:
     big_old, big_new = generate({"a": 3 * BLOCK_SIZE + 99, "b": 3 * BLOCK_SIZE + 99}, 9).values()
     folder = fuse_cluster.apply("tlive", "data", {**SMALL, "f0/big.bin": big_old})
-    token = fuse_cluster.cluster.token("tlive")
-    mount = mounter.mount(tmp_path / "m", "--dataset", "tlive/data", token=token)
+    mount = mounter.mount_dataset(tmp_path / "m", "tlive/data")
     names = [name for name in SMALL if name.startswith("f0/")]
     for name in names:  # looked up often enough that the folder gets listed
         assert (mount.path / name).read_bytes() == SMALL[name]
@@ -120,8 +118,7 @@ def test_files_appear_vanish_and_change_in_a_listed_folder(
 def test_many_readers_of_big_files_at_once_read_exact_bytes(
     fuse_cluster: FuseCluster, mounter: Mounter, tmp_path: Path
 ) -> None:
-    token = fuse_cluster.cluster.token("ta")
-    mount = mounter.mount(tmp_path / "m", "--dataset", "ta/data", token=token)
+    mount = mounter.mount_dataset(tmp_path / "m", "ta/data")
     names = ["big/seven.bin", "big/sub/odd.bin", "block.bin"]
 
     def whole(name: str) -> str:  # sequential: the kernel's 1 MiB requests, mapped blocks

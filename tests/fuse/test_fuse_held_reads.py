@@ -52,8 +52,7 @@ def test_small_files_read_again_from_held_block_files_are_exact(
     fuse_cluster: FuseCluster, mounter: Mounter, tmp_path: Path
 ) -> None:
     fuse_cluster.apply("theld", "data", SMALL)
-    token = fuse_cluster.cluster.token("theld")
-    mount = mounter.mount(tmp_path / "m", "--dataset", "theld/data", token=token)
+    mount = mounter.mount_dataset(tmp_path / "m", "theld/data")
     names = sorted(SMALL)
     want = {name: sha256(data) for name, data in SMALL.items()}
     for _ in range(3):  # first fetched, then from the files held (asked for ahead)
@@ -76,8 +75,7 @@ def test_small_files_changed_or_removed_while_held_are_never_read_old(
     fuse_cluster: FuseCluster, mounter: Mounter, tmp_path: Path
 ) -> None:
     folder = fuse_cluster.apply("tchg", "data", SMALL)
-    token = fuse_cluster.cluster.token("tchg")
-    mount = mounter.mount(tmp_path / "m", "--dataset", "tchg/data", token=token)
+    mount = mounter.mount_dataset(tmp_path / "m", "tchg/data")
     names = sorted(name for name in SMALL if name.startswith("d0/"))
     for _ in range(2):  # their block files now held by the mount's client
         assert read_all(mount.path, names) == {name: sha256(SMALL[name]) for name in names}
@@ -127,14 +125,13 @@ def test_big_file_on_fresh_mounts_is_exact_from_blocks_asked_ahead(
     fuse_cluster: FuseCluster, mounter: Mounter, tmp_path: Path
 ) -> None:
     folder = fuse_cluster.apply("tbig", "data", BIG)
-    token = fuse_cluster.cluster.token("tbig")
     name = "model/shard.bin"
     want = sha256(BIG[name])
-    first = mounter.mount(tmp_path / "m1", "--dataset", "tbig/data", token=token)
+    first = mounter.mount_dataset(tmp_path / "m1", "tbig/data")
     assert sha256((first.path / name).read_bytes()) == want  # cold: the workers fetch it
     # Fresh mounts over the warm cluster: blocks asked for in batches, copied from.
     for index in range(2):
-        mount = mounter.mount(tmp_path / f"f{index}", "--dataset", "tbig/data", token=token)
+        mount = mounter.mount_dataset(tmp_path / f"f{index}", "tbig/data")
         path = mount.path / name
         with ThreadPoolExecutor(4) as pool:
             digests = list(pool.map(sha256, pool.map(Path.read_bytes, [path] * 4)))

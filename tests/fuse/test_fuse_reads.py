@@ -21,8 +21,7 @@ BIG = "big/seven.bin"
 def test_every_file_reads_equal_with_cat_dd_read_pread_mmap(
     fuse_cluster: FuseCluster, mounter: Mounter, tmp_path: Path
 ) -> None:
-    token = fuse_cluster.cluster.token("ta")
-    mount = mounter.mount(tmp_path / "mnt", "--dataset", "ta/data", token=token)
+    mount = mounter.mount_dataset(tmp_path / "mnt", "ta/data")
     for name, data in FILES_A.items():
         path = mount.path / name
         want = sha256(data)
@@ -100,9 +99,7 @@ def test_all_namespaces_view_and_listing_tools(
 def test_writes_fail_with_erofs(
     fuse_cluster: FuseCluster, mounter: Mounter, tmp_path: Path
 ) -> None:
-    mount = mounter.mount(
-        tmp_path / "ro", "--dataset", "ta/data", token=fuse_cluster.cluster.token("ta")
-    )
+    mount = mounter.mount_dataset(tmp_path / "ro", "ta/data")
     attempts: list[Callable[[], object]] = [
         lambda: os.open(mount.path / "new.bin", os.O_WRONLY | os.O_CREAT),
         lambda: os.open(mount.path / "one.bin", os.O_RDWR),
@@ -122,9 +119,7 @@ def test_a_changed_file_is_read_anew_kept_pages_dropped(
     fuse_cluster: FuseCluster, mounter: Mounter, tmp_path: Path
 ) -> None:
     folder = fuse_cluster.apply("tver", "data", {"v.bin": b"a" * 300_000})
-    mount = mounter.mount(
-        tmp_path / "v", "--dataset", "tver/data", token=fuse_cluster.cluster.token("tver")
-    )
+    mount = mounter.mount_dataset(tmp_path / "v", "tver/data")
     path = mount.path / "v.bin"
     assert path.read_bytes() == b"a" * 300_000
     assert path.read_bytes() == b"a" * 300_000  # keep_cache: from the page cache

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import oss2
@@ -55,11 +54,6 @@ def oss_bucket(oss_server: OssTestServer) -> oss2.Bucket:
     bucket = sdk_bucket(oss_server, BUCKET)
     bucket.create_bucket()
     return bucket
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"t-{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture

@@ -52,11 +52,6 @@ def s3_client(s3_server: SeaweedS3) -> S3Client:
 
 
 @pytest.fixture
-def prefix() -> str:
-    return f"t-{uuid.uuid4().hex[:12]}"
-
-
-@pytest.fixture
 def writer(s3_client: S3Client, prefix: str) -> S3Writer:
     return S3Writer(s3_client, BUCKET, prefix)
 

@@ -14,7 +14,6 @@ import asyncio
 import hashlib
 import io
 import threading
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -55,11 +54,6 @@ def signed_s3() -> Iterator[SeaweedS3]:
 @pytest.fixture(scope="module")
 def signed_client(signed_s3: SeaweedS3) -> S3Client:
     return signed_s3.client()
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"t-{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture
