@@ -42,6 +42,8 @@ from bench.peers.base import System, UfsEnv
 from bench.peers.cache_medium import Medium, WrongMedium, medium_of, require
 from bench.peers.cachecluster_peer import ClusterClient, ClusterFuse
 from bench.peers.ceiling import TmpfsCopy
+from bench.peers.ceiling_cold import GetStore
+from bench.peers.ceiling_fuse import Pyfuse3Minimal
 from bench.peers.cpu import CpuMeter
 from bench.peers.data import Layout, MiB, scratch_dir, upload
 from bench.peers.direct import Boto3Get, Boto3Ranged
@@ -62,6 +64,8 @@ SYSTEMS: tuple[type[System], ...] = (
     ClusterClient,
     ClusterFuse,
     TmpfsCopy,
+    Pyfuse3Minimal,
+    GetStore,
 )
 BASELINE = Boto3Get.name
 BUCKET = "bench"

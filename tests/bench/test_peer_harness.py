@@ -31,6 +31,7 @@ from cachecluster.common.mountinfo import mount_holding, read_mounts
 PEERS = {"fsspec-blockcache", "fsspec-simplecache", "rclone", "s3fs-fuse"}
 OURS = {"cachecluster-client", "cachecluster-fuse"}
 NO_CACHE = {"boto3-get", "boto3-ranged"}
+REFERENCES = {"tmpfs-copy", "pyfuse3-minimal", "get-store"}
 TMPFS_SYSTEMS = ["boto3-get", "fsspec-simplecache", "rclone", "cachecluster-fuse"]
 TINY = [
     "--size-mib", "4", "--small-files", "20", "--model-mib", "8", "--runs", "1",
@@ -147,7 +148,9 @@ def test_tiny_suite_fills_every_cell_and_leaves_nothing_behind(
     kinds = cache_kinds(document)
     assert {kinds[name] for name in PEERS} == {"disk"}
     assert {kinds[name] for name in OURS} == {"tmpfs"}  # the MEM tier, in both modes
-    assert kinds["tmpfs-copy"] == "tmpfs"  # the reference: the objects as tmpfs files
+    # the references: the objects as tmpfs files, read in-process or through pyfuse3, and
+    # the GET that keeps a tmpfs copy
+    assert {kinds[name] for name in REFERENCES} == {"tmpfs"}
     assert {kinds[name] for name in NO_CACHE} == {None}
     for name in PEERS:
         assert document["systems"][name]["cache"]["medium"]["path"].startswith(str(disk_dir))
@@ -166,6 +169,8 @@ def test_tiny_suite_fills_every_cell_and_leaves_nothing_behind(
         assert workload.title in page
     assert page.count("cache on: disk (") == len(PEERS)
     assert "a plain tmpfs read (tmpfs-copy) is" in page  # each warm target set against it
+    assert page.count("the least pyfuse3 mount (pyfuse3-minimal) is") == 5  # the mount's
+    assert page.count("a GET that keeps a tmpfs copy (get-store) is") == 6  # each cold target
     assert_cpu_counted(document)
     assert "## CPU seconds a figure cost (median): S3 server + the rest" in page
 
