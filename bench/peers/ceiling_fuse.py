@@ -1,6 +1,6 @@
 """A reference for the mount's warm rows: the tmpfs copy served by the least pyfuse3 server.
 
-Not a system anyone mounts: the objects as files on tmpfs (as
+Not a system anyone mounts: the objects as files on tmpfs (written as
 :class:`bench.peers.ceiling.TmpfsCopy` writes them), passed through by
 :mod:`bench.peers.minimal_fuse`, whose ``read`` is one ``os.pread``. It pays
 what every pyfuse3 file system pays (a request per 1 MiB or less from the
@@ -14,28 +14,26 @@ mount are gone with it.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from bench.peers.base import MountSystem, UfsEnv
-from bench.peers.ceiling import NO_COLD, write_objects
+from bench.peers.base import UfsEnv
+from bench.peers.ceiling import TmpfsCopy
 from bench.peers.processes import fuse_missing, start_mount, stop_mount
 
 REPO = Path(__file__).resolve().parents[2]
 """The folder ``bench`` is in: the server runs as ``python -m bench.peers.minimal_fuse``."""
 
 
-class Pyfuse3Minimal(MountSystem):
+class Pyfuse3Minimal(TmpfsCopy):
     """The tmpfs copy of the objects behind a minimal pyfuse3 pass-through mount."""
 
     name = "pyfuse3-minimal"
     label = "reference: the tmpfs copy through the least pyfuse3 mount"
-    cold_how = "no cold read (a reference, not a cache)"
-    skips = {"seq_cold": NO_COLD, "small_cold": NO_COLD, "model_cold": NO_COLD}
 
     def __init__(self) -> None:
+        super().__init__()
         self._env: UfsEnv | None = None
         self._source = Path()
         self._process: subprocess.Popen[bytes] | None = None
@@ -50,10 +48,9 @@ class Pyfuse3Minimal(MountSystem):
 
     def start(self, env: UfsEnv) -> None:
         """Write the objects under the scratch folder (tmpfs) and mount them."""
-        self._env = env
-        self._source = env.workdir / "pyfuse3-minimal-files"
+        super().start(env)
+        self._env, self._source = env, self.root
         self.root = env.workdir / "pyfuse3-minimal-mnt"
-        write_objects(env, self._source)
         self._mount()
 
     def _mount(self) -> None:
@@ -65,16 +62,11 @@ class Pyfuse3Minimal(MountSystem):
         self._process = start_mount(command, self.root, log, {**os.environ, "PYTHONPATH": path})
 
     def stop(self) -> None:
-        """Unmount and remove the files."""
-        if self._env is None:
-            return
-        stop_mount(self._process, self.root)
-        self._process = None
-        shutil.rmtree(self._source, ignore_errors=True)
-        self._env = None
-
-    def reset_cold(self) -> None:
-        """Nothing to empty (the cold rows are not run)."""
+        """Unmount, then remove the files."""
+        if self._env is not None:
+            stop_mount(self._process, self.root)
+            self._process, self._env = None, None
+        super().stop()
 
     def fresh(self) -> None:
         """A new server process on the same files."""
