@@ -2,10 +2,12 @@
 
 Not a system anyone mounts: the objects as files on tmpfs (written as
 :class:`bench.peers.ceiling.TmpfsCopy` writes them), passed through by
-:mod:`bench.peers.minimal_fuse`, whose ``read`` is one ``os.pread``. It pays
-what every pyfuse3 file system pays (a request per 1 MiB or less from the
-kernel, the copy into the reply, the kernel's copy into its page cache) and
-nothing else: no blocks, no cache lookups, no network. A warm target for
+:mod:`bench.peers.minimal_fuse`, whose ``read`` is a slice of the file's
+mapping, with the mount's ``read_ahead_kb`` raised as cachecluster's mount
+raises its own (1 MiB requests). It pays what every pyfuse3 file system pays
+(a request per 1 MiB or less from the kernel, the copy into the reply, the
+kernel's copy into its page cache) and nothing else: no blocks, no cache
+lookups, no network. A warm target for
 cachecluster-fuse far above this figure asks for more than pyfuse3 gives on
 this machine. "Fresh" is a new server process: the kernel's pages of the old
 mount are gone with it.
@@ -13,6 +15,7 @@ mount are gone with it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -21,7 +24,10 @@ from pathlib import Path
 from bench.peers.base import UfsEnv
 from bench.peers.ceiling import TmpfsCopy
 from bench.peers.processes import fuse_missing, start_mount, stop_mount
+from cachecluster.common.mountinfo import mount_at
+from cachecluster.fuse.mount import READ_AHEAD_KB
 
+BDI = Path("/sys/class/bdi")
 REPO = Path(__file__).resolve().parents[2]
 """The folder ``bench`` is in: the server runs as ``python -m bench.peers.minimal_fuse``."""
 
@@ -60,6 +66,10 @@ class Pyfuse3Minimal(TmpfsCopy):
         log = self._env.workdir / "pyfuse3-minimal.log"
         path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
         self._process = start_mount(command, self.root, log, {**os.environ, "PYTHONPATH": path})
+        mounted = mount_at(self.root)
+        if mounted is not None:  # not root: 128 KiB requests, as for cachecluster's mount
+            with contextlib.suppress(OSError):
+                (BDI / mounted.device / "read_ahead_kb").write_text(str(READ_AHEAD_KB))
 
     def stop(self) -> None:
         """Unmount, then remove the files."""

@@ -1,9 +1,10 @@
-"""The least read-only pyfuse3 server: a folder passed through, ``read`` = ``os.pread``.
+"""The least read-only pyfuse3 server: a folder passed through, ``read`` = a mapping's slice.
 
 Run: ``python -m bench.peers.minimal_fuse SOURCE MOUNTPOINT`` (foreground;
 SIGTERM or SIGINT unmounts and exits). No cache, no blocks, no network: what
 any FUSE file system built on pyfuse3 pays to serve bytes that are already in
-RAM. The peer suite mounts it over the tmpfs copy of the objects
+RAM: the reply is a slice of the file's mapping (a memoryview), the cheapest
+``read`` pyfuse3 takes. The peer suite mounts it over the tmpfs copy of the objects
 (:class:`bench.peers.ceiling_fuse.Pyfuse3Minimal`) as the reference for the
 mount's warm rows.
 """
@@ -11,6 +12,7 @@ mount's warm rows.
 from __future__ import annotations
 
 import errno
+import mmap
 import os
 import signal
 import stat
@@ -31,6 +33,8 @@ class PassThrough(pyfuse3.Operations):
         super().__init__()
         self._paths: dict[int, str] = {pyfuse3.ROOT_INODE: source}
         self._inodes: dict[str, int] = {source: pyfuse3.ROOT_INODE}
+        self._open: dict[int, tuple[mmap.mmap | None, memoryview]] = {}
+        self._serial = 0
 
     def _inode(self, path: str) -> int:
         inode = self._inodes.get(path)
@@ -80,18 +84,26 @@ class PassThrough(pyfuse3.Operations):
                 return
 
     async def open(self, inode: int, flags: int, ctx: Any) -> Any:
-        """A descriptor of the source file; the kernel may keep its pages."""
+        """The source file mapped; the kernel may keep its pages."""
         if flags & (os.O_WRONLY | os.O_RDWR):
             raise pyfuse3.FUSEError(errno.EROFS)
-        return pyfuse3.FileInfo(fh=os.open(self._paths[inode], os.O_RDONLY), keep_cache=True)
+        with open(self._paths[inode], "rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            mapped = mmap.mmap(file.fileno(), size, prot=mmap.PROT_READ) if size else None
+        self._serial += 1
+        self._open[self._serial] = (mapped, memoryview(mapped if mapped is not None else b""))
+        return pyfuse3.FileInfo(fh=self._serial, keep_cache=True)
 
-    async def read(self, fh: int, off: int, size: int) -> bytes:
-        """``os.pread`` of the source file."""
-        return os.pread(fh, size, off)
+    async def read(self, fh: int, off: int, size: int) -> memoryview:  # type: ignore[override]
+        """A slice of the mapping: pyfuse3 copies it into the reply."""
+        return self._open[fh][1][off : off + size]
 
     async def release(self, fh: int) -> None:
-        """Close the descriptor."""
-        os.close(fh)
+        """Unmap the file."""
+        mapped, view = self._open.pop(fh)
+        view.release()
+        if mapped is not None:
+            mapped.close()
 
 
 async def _serve() -> None:
