@@ -512,6 +512,8 @@ class FileReader:
         self._window: dict[int, _Prefetch] = {}
         self._block_ids: dict[int, str] = {}
         self._asking_ahead = False  # a batch of block files is being asked for (_ask_ahead)
+        # The first block the last batch asked "only if held" and did not get (-1: none).
+        self._cold_from = -1
         self._closed = False
 
     @property
@@ -748,6 +750,14 @@ class FileReader:
         only if held already, so that a cold file is not fetched 64 blocks at
         once, nor blocks after a random read. ``_asking_ahead`` is set by the
         caller and cleared when the batch is answered.
+
+        While the file is being fetched (the last batch found a block not
+        cached: :attr:`_cold_from`), the "only if held" part stops
+        ``readahead_blocks`` past that block instead of running to the end
+        of the batch: a cold sequential read otherwise asked again, batch
+        after batch, for some 55 blocks the owners did not hold yet (about
+        1,600 refused ``open`` requests a GiB, each a round of Python work
+        in the worker and here). It grows again as the blocks turn up held.
         """
         total = block_count(self.size, self.block_size)
         end = min(total, index + LOCAL_BATCH_BLOCKS)
@@ -761,7 +771,11 @@ class FileReader:
             following = (index // group + 1) * group
             if following < end and following not in fetched:
                 fetched.append(following)
-        if_held = [i for i in range(index, end) if i not in fetched]
+        held_end = end
+        if self._cold_from >= 0:
+            reach = max(self._cold_from, index + self.readahead_blocks) + self.readahead_blocks
+            held_end = min(end, reach)
+        if_held = [i for i in range(index, held_end) if i not in fetched]
         info = self.info
 
         async def ask() -> None:
@@ -770,10 +784,21 @@ class FileReader:
                     self.fetcher.prefetch_blocks([(info, i) for i in fetched], file_blocks=total),
                     self.fetcher.prefetch_blocks([(info, i) for i in if_held], fetch=False),
                 )
+                self._cold_from = self._first_not_held(if_held, -1 if held_end == end else held_end)
             finally:
                 self._asking_ahead = False
 
         self.fetcher.spawn_quiet(ask())
+
+    def _first_not_held(self, indexes: list[int], otherwise: int) -> int:
+        """The first of ``indexes`` whose block file is not held, or ``otherwise``."""
+        local = self.fetcher.local
+        if local is None:
+            return otherwise
+        for index in indexes:
+            if local.held(self._block_id(index)) is None:
+                return index
+        return otherwise
 
     async def _local_read(self, spans: list[BlockSpan], view: memoryview, readahead: bool) -> bool:
         """Read every span from the block files of same-host workers; False if one is not.
