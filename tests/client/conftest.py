@@ -27,7 +27,9 @@ from pathlib import Path
 import pytest
 
 from cachecluster.client.master_api import MasterApi
+from cachecluster.client.short_circuit import FdChannel
 from cachecluster.common.endpoint_file import wait_endpoint_file
+from cachecluster.common.frames import BlockRef, FdGrant
 from cachecluster.protos import master_pb2
 
 BLOCK_SIZE = 1 << 20
@@ -243,3 +245,32 @@ def no_ambient_token(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No token from the environment or ``~/.cachecluster``: each test passes its own."""
     monkeypatch.delenv("CACHECLUSTER_TOKEN", raising=False)
     monkeypatch.setenv("CACHECLUSTER_HOME", str(tmp_path / "no-home"))
+
+
+@dataclass
+class FdAsk:
+    """One ``open`` round trip of the real block-file channel: how many blocks, which kind."""
+
+    blocks: int
+    cached_only: bool
+
+
+@pytest.fixture
+def fd_asks(monkeypatch: pytest.MonkeyPatch) -> list[FdAsk]:
+    """Every ``FdChannel.ask`` the test makes, in order (the real channel, only counted)."""
+    asks: list[FdAsk] = []
+    real_ask = FdChannel.ask
+
+    async def counted_ask(
+        self: FdChannel,
+        blocks: list[tuple[str, BlockRef]],
+        cap: bytes | None,
+        *,
+        cached_only: bool = False,
+        file_blocks: int = 0,
+    ) -> list[asyncio.Future[tuple[FdGrant, int | None]]]:
+        asks.append(FdAsk(len(blocks), cached_only))
+        return await real_ask(self, blocks, cap, cached_only=cached_only, file_blocks=file_blocks)
+
+    monkeypatch.setattr(FdChannel, "ask", counted_ask)
+    return asks

@@ -21,10 +21,9 @@ import pytest
 
 from cachecluster.client.client import AsyncClient
 from cachecluster.client.reader import DEFAULT_READAHEAD_BLOCKS, LOCAL_BATCH_BLOCKS
-from cachecluster.client.short_circuit import FdChannel
-from cachecluster.common.frames import BlockRef, FdGrant
 from cachecluster.local.cluster import LocalCluster
 from cachecluster.worker.tiers import Medium, TierConfig
+from tests.client.conftest import FdAsk
 from tests.client.test_short_circuit import local_of
 
 BLOCK_SIZE = 1 << 20
@@ -53,32 +52,37 @@ pytestmark = pytest.mark.usefixtures("no_ambient_token")
 class Asks:
     """Blocks in the ``open`` round trips of the real channel, by kind."""
 
-    def __init__(self) -> None:
-        self.cached_only = 0
-        self.fetch = 0
+    def __init__(self, asks: list[FdAsk]) -> None:
+        self._asks = asks
+
+    @property
+    def cached_only(self) -> int:
+        """Blocks asked for "only if held"."""
+        return sum(ask.blocks for ask in self._asks if ask.cached_only)
+
+    @property
+    def fetch(self) -> int:
+        """Blocks asked to be fetched if cold."""
+        return sum(ask.blocks for ask in self._asks if not ask.cached_only)
+
+    def reset(self) -> None:
+        """Count from here on."""
+        self._asks.clear()
 
 
 @pytest.fixture
-def asks(monkeypatch: pytest.MonkeyPatch) -> Asks:
-    counted = Asks()
-    real_ask = FdChannel.ask
+def asks(fd_asks: list[FdAsk]) -> Asks:
+    return Asks(fd_asks)
 
-    async def counted_ask(
-        self: FdChannel,
-        blocks: list[tuple[str, BlockRef]],
-        cap: bytes | None,
-        *,
-        cached_only: bool = False,
-        file_blocks: int = 0,
-    ) -> list[asyncio.Future[tuple[FdGrant, int | None]]]:
-        if cached_only:
-            counted.cached_only += len(blocks)
-        else:
-            counted.fetch += len(blocks)
-        return await real_ask(self, blocks, cap, cached_only=cached_only, file_blocks=file_blocks)
 
-    monkeypatch.setattr(FdChannel, "ask", counted_ask)
-    return counted
+async def read_sha256(client: AsyncClient, path: str) -> bytes:
+    """sha256 of the file at ``path`` read start to end, ``READ_SIZE`` at a time."""
+    got = hashlib.sha256()
+    async with await client.open(path) as file:
+        buffer = memoryview(bytearray(READ_SIZE))
+        while n := await file.readinto(buffer):
+            got.update(buffer[:n])
+    return got.digest()
 
 
 async def test_a_cold_sequential_read_is_exact_and_read_from_the_files_passed(
@@ -87,14 +91,9 @@ async def test_a_cold_sequential_read_is_exact_and_read_from_the_files_passed(
     made, ufs = cluster
     data = random.Random(5).randbytes(BLOCKS * BLOCK_SIZE - 777)
     (ufs / "cold.bin").write_bytes(data)
-    got = hashlib.sha256()
     async with AsyncClient(made.master_address) as client:
-        async with await client.open("a/ds/cold.bin") as file:
-            buffer = memoryview(bytearray(READ_SIZE))
-            while n := await file.readinto(buffer):
-                got.update(buffer[:n])
+        assert await read_sha256(client, "a/ds/cold.bin") == hashlib.sha256(data).digest()
         assert local_of(client).stats.opens >= BLOCKS  # read from the files passed
-    assert got.digest() == hashlib.sha256(data).digest()
     assert asks.fetch <= 2 * BLOCKS, asks.fetch  # each block asked to be fetched about once
 
 
@@ -138,15 +137,9 @@ async def test_a_warm_file_is_still_asked_for_in_whole_batches(
         assert hashlib.sha256(await warm.cat("a/ds/warm.bin")).digest() == (
             hashlib.sha256(data).digest()
         )
-    asks.cached_only = asks.fetch = 0
-    got = hashlib.sha256()
+    asks.reset()
     async with AsyncClient(made.master_address) as client:
-        async with await client.open("a/ds/warm.bin") as file:
-            buffer = memoryview(bytearray(READ_SIZE))
-            while n := await file.readinto(buffer):
-                got.update(buffer[:n])
-        opens = local_of(client).stats.opens
-    assert got.digest() == hashlib.sha256(data).digest()
-    assert opens == BLOCKS
+        assert await read_sha256(client, "a/ds/warm.bin") == hashlib.sha256(data).digest()
+        assert local_of(client).stats.opens == BLOCKS
     # The first batch holds all the blocks after the first reads: asked once each.
     assert asks.cached_only + asks.fetch <= BLOCKS + 8, (asks.cached_only, asks.fetch)

@@ -7,7 +7,6 @@ block); every view is compared with the UFS's bytes.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import random
 from collections.abc import Iterator
@@ -15,10 +14,9 @@ from collections.abc import Iterator
 import pytest
 
 from cachecluster.client.client import AsyncClient
-from cachecluster.client.short_circuit import FdChannel
-from cachecluster.common.frames import BlockRef, FdGrant
 from cachecluster.local.cluster import LocalCluster
 from cachecluster.worker.tiers import Medium, TierConfig
+from tests.client.conftest import FdAsk
 from tests.client.test_short_circuit import local_of
 
 BLOCK_SIZE = 1 << 20
@@ -46,27 +44,13 @@ pytestmark = pytest.mark.usefixtures("no_ambient_token")
 
 
 async def test_fresh_client_views_blocks_asked_for_in_batches(
-    cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch
+    cluster: LocalCluster, fd_asks: list[FdAsk]
 ) -> None:
     async with AsyncClient(cluster.master_address) as warm:  # every block cached by its owner
         assert hashlib.sha256(await warm.cat("a/ds/model.bin")).digest() == (
             hashlib.sha256(DATA).digest()
         )
-    asks: list[int] = []  # blocks in each ``open`` round trip (the real channel, counted)
-    real_ask = FdChannel.ask
-
-    async def counted_ask(
-        self: FdChannel,
-        blocks: list[tuple[str, BlockRef]],
-        cap: bytes | None,
-        *,
-        cached_only: bool = False,
-        file_blocks: int = 0,
-    ) -> list[asyncio.Future[tuple[FdGrant, int | None]]]:
-        asks.append(len(blocks))
-        return await real_ask(self, blocks, cap, cached_only=cached_only, file_blocks=file_blocks)
-
-    monkeypatch.setattr(FdChannel, "ask", counted_ask)
+    warmed = len(fd_asks)  # the asks of the warm-up are not this test's
     async with AsyncClient(cluster.master_address) as client:
         local = local_of(client)
         async with await client.open("a/ds/model.bin") as file:
@@ -77,6 +61,7 @@ async def test_fresh_client_views_blocks_asked_for_in_batches(
                 assert bytes(view) == DATA[start : start + BLOCK_SIZE]
         # One open for each of the first two blocks, then batches of the rest (a part
         # fetched if cold, a part only if cached, a batch a worker): not one a block.
+        asks = [ask.blocks for ask in fd_asks[warmed:]]
         assert sum(asks) >= BLOCKS
         assert len(asks) <= 6, asks
         assert local.stats.opens == BLOCKS
