@@ -67,8 +67,8 @@ class Pyfuse3Minimal(TmpfsCopy):
         path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
         self._process = start_mount(command, self.root, log, {**os.environ, "PYTHONPATH": path})
         mounted = mount_at(self.root)
-        if mounted is not None:  # not root: 128 KiB requests, as for cachecluster's mount
-            with contextlib.suppress(OSError):
+        if mounted is not None:
+            with contextlib.suppress(OSError):  # not root: 128 KiB requests, as for ours
                 (BDI / mounted.device / "read_ahead_kb").write_text(str(READ_AHEAD_KB))
 
     def stop(self) -> None:
