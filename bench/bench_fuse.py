@@ -76,7 +76,7 @@ def serve_passthrough(mountpoint: str, source: str, direct_io: bool) -> None:
     import pyfuse3
     import pyfuse3.asyncio
 
-    from cachecluster.fuse.mount import FSNAME, _raise_read_ahead
+    from cachecluster.fuse.mount import FSNAME, raise_read_ahead
 
     data = memoryview(Path(source).read_bytes())
     file_inode = pyfuse3.InodeT(pyfuse3.ROOT_INODE + 1)
@@ -84,7 +84,7 @@ def serve_passthrough(mountpoint: str, source: str, direct_io: bool) -> None:
 
     class Passthrough(pyfuse3.Operations):
         def init(self) -> None:
-            asyncio.get_running_loop().call_soon(_raise_read_ahead, mountpoint)
+            asyncio.get_running_loop().call_soon(raise_read_ahead, mountpoint)
 
         def attrs(self, inode: int) -> pyfuse3.EntryAttributes:
             attr = pyfuse3.EntryAttributes()

@@ -23,21 +23,6 @@ from bench.peers.data import SMALL_SIZE, chunks
 NO_COLD = "a reference, not a cache: the files are in RAM from the start, nothing is cold"
 
 
-def write_objects(env: UfsEnv, root: Path) -> None:
-    """Write every object of the run's layout as a file under ``root`` (the same bytes)."""
-    layout = env.layout
-    if layout is None:
-        raise RuntimeError("the suite gave no layout: nothing to write")
-    objects = [(layout.big_key, layout.big_size), *layout.model_keys()]
-    objects += [(key, SMALL_SIZE) for key in layout.small_keys()]
-    for key, size in objects:
-        path = root / key
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "wb") as file:
-            for data in chunks(layout.seed, key, size):
-                file.write(data)
-
-
 class TmpfsCopy(MountSystem):
     """The objects written to a tmpfs folder; read, listed and stat-ed with POSIX calls."""
 
@@ -52,8 +37,18 @@ class TmpfsCopy(MountSystem):
 
     def start(self, env: UfsEnv) -> None:
         """Write every object of the run's layout under the scratch folder (tmpfs)."""
+        layout = env.layout
+        if layout is None:
+            raise RuntimeError("the suite gave no layout: nothing to write")
         self._made = self.root = env.workdir / "tmpfs-copy"
-        write_objects(env, self.root)
+        objects = [(layout.big_key, layout.big_size), *layout.model_keys()]
+        objects += [(key, SMALL_SIZE) for key in layout.small_keys()]
+        for key, size in objects:
+            path = self.root / key
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "wb") as file:
+                for data in chunks(layout.seed, key, size):
+                    file.write(data)
 
     def stop(self) -> None:
         """Remove the files."""

@@ -15,8 +15,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from bench.peers.base import RangeReader, UfsEnv
-from bench.peers.direct import STREAM_CHUNK, Boto3Get
+from bench.peers.base import UfsEnv
+from bench.peers.direct import Boto3Get, stream_into
 
 ONLY_COLD = "a reference for the cold rows only (its warm read would be tmpfs-copy's)"
 WARM_ROWS = ("seq_warm", "random_1m", "small_warm", "concurrent_4", "ls_lR", "stat", "model_load")
@@ -64,14 +64,5 @@ class GetStore(Boto3Get):
         path = self._root / key
         path.parent.mkdir(parents=True, exist_ok=True)
         body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
-        total = 0
         with open(path, "wb", buffering=0) as copy:
-            while data := body.read(min(STREAM_CHUNK, len(buffer))):
-                buffer[: len(data)] = data
-                copy.write(data)
-                total += len(data)
-        return total
-
-    def open_reader(self, key: str) -> RangeReader:
-        """Not run (the random row is skipped)."""
-        raise NotImplementedError(ONLY_COLD)
+            return stream_into(body, buffer, copy)

@@ -15,7 +15,6 @@ mount are gone with it.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
@@ -24,10 +23,8 @@ from pathlib import Path
 from bench.peers.base import UfsEnv
 from bench.peers.ceiling import TmpfsCopy
 from bench.peers.processes import fuse_missing, start_mount, stop_mount
-from cachecluster.common.mountinfo import mount_at
-from cachecluster.fuse.mount import READ_AHEAD_KB
+from cachecluster.fuse.mount import raise_read_ahead
 
-BDI = Path("/sys/class/bdi")
 REPO = Path(__file__).resolve().parents[2]
 """The folder ``bench`` is in: the server runs as ``python -m bench.peers.minimal_fuse``."""
 
@@ -66,10 +63,7 @@ class Pyfuse3Minimal(TmpfsCopy):
         log = self._env.workdir / "pyfuse3-minimal.log"
         path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
         self._process = start_mount(command, self.root, log, {**os.environ, "PYTHONPATH": path})
-        mounted = mount_at(self.root)
-        if mounted is not None:
-            with contextlib.suppress(OSError):  # not root: 128 KiB requests, as for ours
-                (BDI / mounted.device / "read_ahead_kb").write_text(str(READ_AHEAD_KB))
+        raise_read_ahead(self.root)  # as cachecluster's mount does after its INIT
 
     def stop(self) -> None:
         """Unmount, then remove the files."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from bench.peers.base import RangeReader, System, UfsEnv
 
@@ -41,14 +41,17 @@ def make_client(env: UfsEnv) -> S3Client:
     return session.client("s3", endpoint_url=env.endpoint, config=config)
 
 
-def stream_into(body: Any, buffer: memoryview) -> int:
-    """Read a botocore streaming body to its end into ``buffer`` (reused); the byte count."""
+def stream_into(body: Any, buffer: memoryview, copy: BinaryIO | None = None) -> int:
+    """Read a botocore streaming body to its end into ``buffer`` (reused), each chunk also
+    written to ``copy`` if given; the byte count."""
     total = 0
     while True:
         data = body.read(min(STREAM_CHUNK, len(buffer)))
         if not data:
             return total
         buffer[: len(data)] = data
+        if copy is not None:
+            copy.write(data)
         total += len(data)
 
 

@@ -112,7 +112,8 @@ def prepare_mountpoint(mountpoint: str | Path) -> str:
     return path
 
 
-def _raise_read_ahead(mountpoint: str) -> None:
+def raise_read_ahead(mountpoint: str | Path) -> None:
+    """Set the mount's ``read_ahead_kb`` to :data:`READ_AHEAD_KB` (kept when not root)."""
     entry = mount_at(mountpoint)
     if entry is None:
         return
@@ -200,7 +201,7 @@ async def _serve(options: MountOptions) -> None:
         loop = asyncio.get_running_loop()
 
         def after_init() -> None:  # after the INIT reply (which sets the bdi's read-ahead)
-            loop.call_soon(_raise_read_ahead, options.mountpoint)
+            loop.call_soon(raise_read_ahead, options.mountpoint)
 
         ops = CacheClusterOperations(
             client,

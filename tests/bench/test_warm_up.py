@@ -44,8 +44,9 @@ class Recorder(System):
         self.reads.append(key)
         if key == LAYOUT.big_key:
             return LAYOUT.big_size
-        if key in dict(LAYOUT.model_keys()):
-            return dict(LAYOUT.model_keys())[key]
+        shard = dict(LAYOUT.model_keys()).get(key)
+        if shard is not None:
+            return shard
         buffer[:SMALL_SIZE] = expected(LAYOUT.seed, key, SMALL_SIZE, 0, SMALL_SIZE)
         return SMALL_SIZE
 
